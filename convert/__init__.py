@@ -1,0 +1,1 @@
+"""Keras -> TFLite conversion with a model card and a parity check (TensorFlow)."""

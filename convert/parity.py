@@ -1,0 +1,48 @@
+"""How closely a converted model follows its Keras original, and how fast it runs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edge.model import EmotionClassifier
+
+
+def compare(reference: np.ndarray, converted: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy of both, top-1 agreement and probability differences.
+
+    Args:
+        reference: ``(N, C)`` probabilities of the Keras model.
+        converted: ``(N, C)`` probabilities of the converted model.
+        labels: ``(N,)`` true label ids.
+    """
+    ref_top, conv_top = reference.argmax(axis=1), converted.argmax(axis=1)
+    diff = np.abs(reference - converted)
+    return {
+        "count": len(labels),
+        "keras_accuracy": round(float((ref_top == labels).mean()), 4),
+        "tflite_accuracy": round(float((conv_top == labels).mean()), 4),
+        "top1_agreement": round(float((ref_top == conv_top).mean()), 4),
+        "mean_abs_prob_diff": round(float(diff.mean()), 5),
+        "max_abs_prob_diff": round(float(diff.max()), 5),
+    }
+
+
+def classify_all(classifier: EmotionClassifier, faces: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Probabilities for many faces through the device classifier, in batches."""
+    return np.concatenate([classifier.classify(faces[i:i + batch])
+                           for i in range(0, len(faces), batch)])
+
+
+def latency_ms(classifier: EmotionClassifier, face: np.ndarray, runs: int = 300) -> float:
+    """Median wall time of one single-face classify call, in milliseconds."""
+    one = face.reshape(1, *face.shape[-2:])
+    for _ in range(20):
+        classifier.classify(one)
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        classifier.classify(one)
+        times[i] = time.perf_counter() - t0
+    return round(float(np.median(times) * 1e3), 4)

@@ -1,0 +1,234 @@
+"""``python -m convert.quantize``: Keras -> TFLite, model card, parity check.
+
+Writes ``<out>/<name>_<mode>.tflite`` and its card ``<name>_<mode>.json`` for each mode,
+runs the converted model through the device's own classifier (``edge.model``) on the
+validation split, compares it with the Keras model and fails when they disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from edge.model import EmotionClassifier, ModelCard, ModelError, load_runtime, sha256_file
+from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
+
+log = logging.getLogger("convert")
+
+MODES = ("int8", "float16", "dynamic", "float32")
+DEFAULT_DATA = "../shared/data/fer2013/fer2013.csv.gz"
+
+
+class ConvertError(RuntimeError):
+    """A problem with the inputs the user gave (exit code 2)."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m convert.quantize",
+        description="Convert a trained .keras model to TFLite, write its model card, and check "
+                    "that the converted model agrees with the original.")
+    p.add_argument("--model", required=True, help="trained model (.keras), e.g. runs/X/best.keras")
+    p.add_argument("--data", default=DEFAULT_DATA,
+                   help=f"FER-2013 CSV or image folder (default {DEFAULT_DATA})")
+    p.add_argument("--out", default="models", help="output folder (default models/)")
+    p.add_argument("--mode", default="int8", choices=(*MODES, "all"),
+                   help="int8 (default): full-integer; float16; dynamic; float32; all: every mode")
+    p.add_argument("--name", default="emotion", help="file name prefix (default emotion)")
+    p.add_argument("--io-type", default="int8", choices=("int8", "uint8"),
+                   help="input/output tensor type of the int8 model (default int8)")
+    p.add_argument("--calibration", type=int, default=400,
+                   help="faces drawn from Training (stratified) to calibrate int8 (default 400)")
+    p.add_argument("--usage", default="PublicTest",
+                   help="split for the parity check (default PublicTest)")
+    p.add_argument("--min-agreement", type=float, default=0.98,
+                   help="fail when top-1 agreement with Keras is below this (default 0.98)")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--latency-runs", type=int, default=300,
+                   help="single-face invokes timed per mode with --mode all (default 300)")
+    args = p.parse_args(argv)
+    if args.min_agreement < 0.0:
+        p.error("--min-agreement must be >= 0 (a value above 1 always fails the gate)")
+    if args.calibration <= 0:
+        p.error("--calibration must be > 0")
+    return args
+
+
+def _check_inputs(args: argparse.Namespace) -> Path:
+    model = Path(args.model)
+    if not model.is_file():
+        raise ConvertError(f"{model}: no such model file (expected a .keras from python -m train)")
+    if model.suffix not in (".keras", ".h5"):
+        raise ConvertError(f"{model}: not a Keras model file (.keras); got '{model.suffix}'")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConvertError(f"{out}: output folder cannot be written ({exc.strerror})") from None
+    return out
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for dist in ("tensorflow", "tensorflow-cpu", "keras", "ai-edge-litert", "numpy"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    command = shlex.join(["python", "-m", "convert.quantize", *(sys.argv[1:] if argv is None
+                                                                 else argv)])
+    try:
+        return _run(args, command)
+    except ConvertError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    out = _check_inputs(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from convert.parity import classify_all, compare, latency_ms
+    from convert.tflite import convert
+    from train.data import DataError, load, stratified_sample
+    from train.metrics import classification_metrics
+
+    try:
+        model = keras.models.load_model(args.model)
+    except Exception as exc:  # Keras raises many types for a file that is not a model
+        raise ConvertError(f"{args.model}: cannot be loaded as a Keras model ({exc})") from None
+    in_shape = tuple(model.inputs[0].shape[1:])
+    if in_shape != (FACE_SIZE, FACE_SIZE, 1) or model.outputs[0].shape[-1] != len(EMOTIONS):
+        raise ConvertError(
+            f"{args.model}: model takes {in_shape} and gives {model.outputs[0].shape[-1]} "
+            f"outputs; the data is {FACE_SIZE}x{FACE_SIZE}x1 faces with {len(EMOTIONS)} classes")
+    try:
+        splits = load(args.data, ("Training", args.usage))
+    except DataError as exc:
+        raise ConvertError(str(exc)) from None
+    calib_idx = stratified_sample(splits["Training"].labels, args.calibration, args.seed)
+    calibration = splits["Training"].images[calib_idx]
+    val = splits[args.usage]
+    reference = model.predict(val.images[..., None].astype(np.float32), batch_size=256,
+                              verbose=0)
+    runtime = load_runtime()
+    keras_sha = sha256_file(args.model)
+
+    modes = MODES if args.mode == "all" else (args.mode,)
+    rows, failed = [], []
+    for mode in modes:
+        log.info("converting %s to %s", args.model, mode)
+        blob = convert(model, mode, calibration, io_type=args.io_type)
+        stem = f"{args.name}_{mode}"
+        tflite_path = out / f"{stem}.tflite"
+        tflite_path.write_bytes(blob)
+        card = {
+            "id": f"{stem}-{sha256_file(tflite_path)[:8]}",
+            "model_file": tflite_path.name,
+            "mode": mode,
+            "labels": list(EMOTIONS),
+            "preprocessing": PREPROCESSING,
+            "sha256": sha256_file(tflite_path),
+            "size_bytes": tflite_path.stat().st_size,
+            "source": {"keras": str(args.model), "sha256": keras_sha},
+            "calibration": ({"faces": len(calibration), "split": "Training", "seed": args.seed,
+                             "stratified": True} if mode == "int8" else None),
+            "command": command,
+            "versions": {**_versions(), "python": platform.python_version()},
+        }
+        classifier = EmotionClassifier(tflite_path, ModelCard.from_dict(card), threads=1)
+        card["input"] = _tensor_card(classifier, "input")
+        card["output"] = _tensor_card(classifier, "output")
+        probs = classify_all(classifier, val.images)
+        parity = compare(reference, probs, val.labels)
+        parity.update(split=args.usage, data=str(args.data),
+                      min_agreement=args.min_agreement,
+                      passed=parity["top1_agreement"] >= args.min_agreement)
+        card["parity"] = parity
+        card["evaluation"] = {"split": args.usage,
+                              **classification_metrics(val.labels, probs.argmax(axis=1))}
+        if args.mode == "all":
+            card["latency_ms_per_face"] = {
+                "median": latency_ms(classifier, val.images[0], args.latency_runs),
+                "runs": args.latency_runs, "threads": 1, "batch": 1,
+                "runtime": f"{runtime.name} {runtime.version}", "machine": _machine()}
+        card_path = tflite_path.with_suffix(".json")
+        card_path.write_text(json.dumps(card, indent=1) + "\n")
+        rows.append(card)
+        if not parity["passed"]:
+            failed.append(f"{mode}: top-1 agreement {parity['top1_agreement']:.4f} < "
+                          f"--min-agreement {args.min_agreement:.4f}")
+        log.info("wrote %s and %s", tflite_path, card_path)
+
+    print(_table(rows))
+    if failed:
+        log.error("parity check failed (the converted model disagrees with the Keras model "
+                  "too often; the card records passed=false): %s", "; ".join(failed))
+        return 1
+    return 0
+
+
+def _tensor_card(classifier: EmotionClassifier, which: str) -> dict:
+    if which == "input":
+        dtype, scale, zero = classifier.input_dtype, classifier._in_scale, classifier._in_zero
+        shape = [1, FACE_SIZE, FACE_SIZE, 1]
+    else:
+        dtype, scale, zero = classifier.output_dtype, classifier._out_scale, classifier._out_zero
+        shape = [1, len(classifier.labels)]
+    quantized = dtype != np.float32
+    return {"shape": shape, "dtype": str(dtype),
+            "scale": scale if quantized else None, "zero_point": zero if quantized else None}
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def _table(rows: list[dict]) -> str:
+    head = (f"{'mode':<9}{'size KB':>9}{'keras acc':>11}{'tflite acc':>12}{'agree':>8}"
+            f"{'mean|dp|':>10}{'max|dp|':>9}{'ms/face':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        p = r["parity"]
+        lat = r.get("latency_ms_per_face", {}).get("median")
+        lines.append(
+            f"{r['mode']:<9}{r['size_bytes'] / 1024:>9.1f}{p['keras_accuracy']:>11.4f}"
+            f"{p['tflite_accuracy']:>12.4f}{p['top1_agreement']:>8.4f}"
+            f"{p['mean_abs_prob_diff']:>10.5f}{p['max_abs_prob_diff']:>9.4f}"
+            f"{lat if lat is not None else '-':>9}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ModelError as exc:
+        log.error("%s", exc)
+        sys.exit(1)

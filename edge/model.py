@@ -1,0 +1,252 @@
+"""The emotion classifier: a ``.tflite`` model plus its model card, on the device runtime.
+
+The card (``<model>.json`` next to the model, written by ``python -m convert.quantize``)
+is the only source of labels and of the input contract; nothing here guesses them.
+Runtime import order: LiteRT (``ai_edge_litert``), then ``tflite_runtime``, then
+``tensorflow.lite`` as a last resort on a workstation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.preprocessing import FACE_SIZE
+
+log = logging.getLogger(__name__)
+
+#: Runtime names accepted by :func:`load_runtime`, in the order ``auto`` tries them.
+RUNTIMES: tuple[str, ...] = ("litert", "tflite_runtime", "tensorflow")
+
+_RUNTIME_MODULES = {
+    "litert": ("ai_edge_litert.interpreter", "ai_edge_litert"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime"),
+    "tensorflow": ("tensorflow.lite", "tensorflow"),
+}
+
+
+class ModelError(RuntimeError):
+    """A model or card that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An interpreter class and where it came from."""
+
+    name: str
+    version: str
+    interpreter_class: type
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the device needs to know about a model (a subset of the card JSON)."""
+
+    id: str
+    labels: tuple[str, ...]
+    mode: str
+    sha256: str | None
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "card") -> ModelCard:
+        """Validate a card dict; raises :class:`ModelError` naming the missing field."""
+        try:
+            labels = tuple(str(x) for x in data["labels"])
+            card_id = str(data["id"])
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"{where}: missing or invalid field {exc}; "
+                             "re-create the card with python -m convert.quantize") from None
+        if not labels:
+            raise ModelError(f"{where}: 'labels' is empty")
+        size = data.get("preprocessing", {}).get("size", [FACE_SIZE, FACE_SIZE])
+        if list(size) != [FACE_SIZE, FACE_SIZE]:
+            raise ModelError(f"{where}: input size {size} is not {FACE_SIZE}x{FACE_SIZE}")
+        return cls(card_id, labels, str(data.get("mode", "unknown")), data.get("sha256"), data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelCard:
+        """Read and validate a card file."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{p}: model card not found; every .tflite needs its card "
+                             "(<model>.json) written by python -m convert.quantize") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{p}: unreadable model card ({exc})") from None
+        return cls.from_dict(data, str(p))
+
+
+def card_path_for(model_path: str | Path) -> Path:
+    """The card that belongs to a model file: same name, ``.json`` suffix."""
+    return Path(model_path).with_suffix(".json")
+
+
+def load_runtime(preferred: str = "auto") -> Runtime:
+    """Import a TFLite interpreter: ``auto`` tries LiteRT, tflite_runtime, TensorFlow.
+
+    Raises:
+        ModelError: none of the runtimes (or the one asked for) is importable.
+    """
+    names = RUNTIMES if preferred == "auto" else (preferred,)
+    tried = []
+    for name in names:
+        if name not in _RUNTIME_MODULES:
+            raise ModelError(f"unknown runtime '{name}'; use auto or one of {', '.join(RUNTIMES)}")
+        module_name, dist = _RUNTIME_MODULES[name]
+        try:
+            with warnings.catch_warnings():
+                # tf.lite.Interpreter warns that it is deprecated; the log line below says
+                # which runtime is in use, once.
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(module_name)
+        except ImportError as exc:
+            tried.append(f"{name} ({exc})")
+            continue
+        version = _dist_version(dist)
+        return Runtime(name, version, module.Interpreter)
+    raise ModelError("no TFLite runtime found: tried " + "; ".join(tried)
+                     + ". Install one with: pip install ai-edge-litert")
+
+
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in (dist, dist.replace("_", "-"), "tensorflow-cpu"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class EmotionClassifier:
+    """Classifies 48x48 uint8 faces with a TFLite model; all faces of a frame in one invoke.
+
+    Args:
+        model_path: the ``.tflite`` file.
+        card: its card; read from ``<model>.json`` when not given.
+        threads: interpreter threads (1 is best when several pipeline workers run).
+        runtime: ``auto`` or one of :data:`RUNTIMES`.
+
+    Raises:
+        ModelError: missing or corrupt model, missing card, or a card that does not match.
+    """
+
+    def __init__(self, model_path: str | Path, card: ModelCard | None = None, threads: int = 1,
+                 runtime: str = "auto") -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        self.card = card if card is not None else ModelCard.load(card_path_for(path))
+        if self.card.sha256 and self.card.sha256 != sha256_file(path):
+            raise ModelError(f"{path}: sha256 differs from its card's; the card belongs to "
+                             "another model (re-run python -m convert.quantize)")
+        self.runtime = load_runtime(runtime)
+        try:
+            self._interp = self.runtime.interpreter_class(model_path=str(path),
+                                                          num_threads=threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path}: not a loadable TFLite model ({exc})") from None
+        self.path = path
+        self.labels = self.card.labels
+        inp = self._interp.get_input_details()[0]
+        out = self._interp.get_output_details()[0]
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self.input_dtype = np.dtype(inp["dtype"])
+        self.output_dtype = np.dtype(out["dtype"])
+        self._in_scale, self._in_zero = _quant(inp)
+        self._out_scale, self._out_zero = _quant(out)
+        if tuple(inp["shape"][1:]) != (FACE_SIZE, FACE_SIZE, 1):
+            raise ModelError(f"{path}: input shape {list(inp['shape'])} is not "
+                             f"[N, {FACE_SIZE}, {FACE_SIZE}, 1]")
+        if int(out["shape"][-1]) != len(self.labels):
+            raise ModelError(f"{path}: {out['shape'][-1]} outputs but the card has "
+                             f"{len(self.labels)} labels")
+        self._batch = int(inp["shape"][0])
+        self._batchable = True
+        self._buf = np.empty((self._batch, FACE_SIZE, FACE_SIZE, 1), self.input_dtype)
+        log.info("model %s (%s, %s input) on %s %s, %d thread(s)", path.name, self.card.mode,
+                 self.input_dtype, self.runtime.name, self.runtime.version, threads)
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch of faces.
+
+        Args:
+            faces: ``(N, 48, 48)`` or ``(N, 48, 48, 1)`` uint8 raw pixels.
+
+        Returns:
+            ``(N, len(labels))`` float32 probabilities, rows in input order.
+        """
+        faces = np.asarray(faces)
+        if faces.dtype != np.uint8:
+            raise ValueError(f"faces must be uint8 pixels, got {faces.dtype}")
+        n = faces.shape[0]
+        faces = faces.reshape(n, FACE_SIZE, FACE_SIZE, 1)
+        if n == 0:
+            return np.empty((0, len(self.labels)), np.float32)
+        if self._batchable and n != self._batch:
+            self._resize(n)
+        if not self._batchable and n != self._batch:
+            return np.concatenate([self.classify(faces[i:i + 1]) for i in range(n)])
+        self._quantize(faces, self._buf)
+        self._interp.set_tensor(self._in_index, self._buf)
+        self._interp.invoke()
+        return self._dequantize(self._interp.get_tensor(self._out_index))
+
+    def probabilities(self, faces: np.ndarray) -> list[dict[str, float]]:
+        """Per-face ``{emotion: probability}`` dicts (the convenience form of :meth:`classify`)."""
+        return [dict(zip(self.labels, map(float, row), strict=True))
+                for row in self.classify(faces)]
+
+    def _resize(self, n: int) -> None:
+        try:
+            self._interp.resize_tensor_input(self._in_index, [n, FACE_SIZE, FACE_SIZE, 1],
+                                             strict=False)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            # Graphs with a batch-1 reshape cannot be resized; fall back to one face per invoke.
+            log.info("model does not take batches (%s); classifying faces one at a time", exc)
+            self._interp.resize_tensor_input(self._in_index, [1, FACE_SIZE, FACE_SIZE, 1])
+            self._interp.allocate_tensors()
+            self._batchable, n = False, 1
+        self._batch = n
+        self._buf = np.empty((n, FACE_SIZE, FACE_SIZE, 1), self.input_dtype)
+
+    def _quantize(self, faces: np.ndarray, out: np.ndarray) -> None:
+        if self.input_dtype == np.float32:
+            np.copyto(out, faces, casting="unsafe")
+        elif self._in_scale == 1.0 and self.input_dtype == np.int8 and self._in_zero == -128:
+            # pixel - 128 as int8 is the pixel with its top bit flipped.
+            np.bitwise_xor(faces, np.uint8(0x80), out=out.view(np.uint8))
+        elif self._in_scale == 1.0 and self.input_dtype == np.uint8 and self._in_zero == 0:
+            np.copyto(out, faces)
+        else:
+            info = np.iinfo(self.input_dtype)
+            q = np.rint(faces / self._in_scale + self._in_zero)
+            np.copyto(out, np.clip(q, info.min, info.max), casting="unsafe")
+
+    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
+        if raw.dtype == np.float32:
+            return raw.copy()
+        return (raw.astype(np.float32) - self._out_zero) * self._out_scale
+
+
+def _quant(details: dict[str, Any]) -> tuple[float, int]:
+    scale, zero = details.get("quantization", (0.0, 0))
+    return (float(scale) or 1.0), int(zero)

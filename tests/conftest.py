@@ -1,0 +1,70 @@
+"""Shared fixtures: generated data, and one tiny trained + converted model per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import write_csv
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: What CI must have: there, a missing piece fails the run instead of skipping tests.
+_CI_REQUIRES = {
+    "tensorflow": "pip install -e '.[dev]'",
+    "ai_edge_litert": "pip install -e '.[edge]'",
+    "cv2": "pip install -e '.[edge]'",
+    "paho.mqtt": "pip install -e '.[edge]'",
+}
+_CI_BINARIES = {"mosquitto": "apt-get install -y mosquitto",
+                "systemd-analyze": "apt-get install -y systemd"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("CI", "").lower() != "true":
+        return
+    import importlib.util
+    import shutil
+
+    missing = [f"{mod} ({fix})" for mod, fix in _CI_REQUIRES.items()
+               if importlib.util.find_spec(mod) is None]
+    missing += [f"{exe} ({fix})" for exe, fix in _CI_BINARIES.items()
+                if shutil.which(exe) is None and not Path(f"/usr/sbin/{exe}").exists()]
+    if missing:
+        raise pytest.UsageError("CI=true but these are missing, so tests would be skipped: "
+                                + ", ".join(missing))
+
+
+@pytest.fixture(scope="session")
+def fer_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small learnable FER-2013 CSV (Training 12/class, PublicTest 6/class)."""
+    return write_csv(tmp_path_factory.mktemp("data") / "fer.csv", 12, 6)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, fer_csv: Path) -> Path:
+    """A run folder from a 3-epoch training of the edge preset on ``fer_csv``."""
+    pytest.importorskip("tensorflow")
+    from train.__main__ import main
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    code = main(["--data", str(fer_csv), "--epochs", "3", "--out", str(out),
+                 "--batch-size", "16", "--val-fraction", "0.2", "--lr", "3e-3"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory: pytest.TempPathFactory, trained_run: Path,
+              fer_csv: Path) -> Path:
+    """``trained_run``'s best model converted in every mode (min agreement relaxed)."""
+    from convert.quantize import main
+
+    out = tmp_path_factory.mktemp("models")
+    code = main(["--model", str(trained_run / "best.keras"), "--data", str(fer_csv),
+                 "--out", str(out), "--mode", "all", "--calibration", "40",
+                 "--min-agreement", "0.8", "--latency-runs", "20"])
+    assert code == 0
+    return out

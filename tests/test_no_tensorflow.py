@@ -1,0 +1,49 @@
+"""The device package never imports TensorFlow or Keras."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_BLOCK_TF = textwrap.dedent("""
+    import importlib.abc, pkgutil, sys
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+                raise ImportError(f"{name} is blocked: the device has no TensorFlow")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    import edge
+    for mod in pkgutil.walk_packages(edge.__path__, "edge."):
+        if mod.name.endswith("__main__"):
+            continue
+        __import__(mod.name)
+    assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
+""")
+
+
+def test_every_edge_module_imports_without_tensorflow() -> None:
+    result = subprocess.run([sys.executable, "-c", _BLOCK_TF], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_classifier_runs_without_tensorflow(converted: Path) -> None:
+    code = _BLOCK_TF + textwrap.dedent(f"""
+        import numpy as np
+        from edge.model import EmotionClassifier
+        clf = EmotionClassifier({str(converted / "emotion_int8.tflite")!r})
+        assert clf.runtime.name == "litert", clf.runtime
+        probs = clf.classify(np.zeros((3, 48, 48), np.uint8))
+        assert probs.shape == (3, 7)
+        assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

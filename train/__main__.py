@@ -1,0 +1,83 @@
+"""``python -m train``: train an emotion model on FER-2013 (CSV or image folders)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from train.inputs import Augment
+
+DEFAULT_DATA = "../shared/data/fer2013/fer2013.csv.gz"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from train.presets import PRESETS
+
+    p = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train a facial-emotion CNN on FER-2013 and write a run folder "
+                    "(best.keras, history.csv, curves.png, confusion_matrix.png, metrics.json).",
+    )
+    p.add_argument("--data", default=DEFAULT_DATA,
+                   help="FER-2013 CSV (.csv or .csv.gz) or image folder <root>/<split>/<class>/ "
+                        f"(default: {DEFAULT_DATA})")
+    p.add_argument("--arch", default="edge", choices=sorted(PRESETS), help="model preset")
+    p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
+    p.add_argument("--out", default="runs/edge", help="run folder (default runs/edge)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (Adam)")
+    p.add_argument("--lr-schedule", choices=("plateau", "cosine"), default="plateau",
+                   help="halve on a validation-loss plateau, or cosine decay with warm-up")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay (0: Adam)")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="none")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of Training held out (stratified) for early stopping")
+    p.add_argument("--test-usage", default="PublicTest",
+                   help="split evaluated once at the end ('' for none)")
+    p.add_argument("--patience", type=int, default=12, help="early-stopping patience (epochs)")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                   help="mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16")
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last finished epoch")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "patience"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be > 0")
+    if not 0.0 < args.val_fraction < 0.5:
+        p.error("--val-fraction must be in (0, 0.5)")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        p.error("--label-smoothing must be in [0, 1)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from train.data import DataError
+    from train.fit import TrainConfig, run
+
+    cfg = TrainConfig(
+        data=args.data, out=args.out, arch=args.arch, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
+        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+        class_weight=args.class_weight, val_fraction=args.val_fraction,
+        test_usage=args.test_usage, patience=args.patience, seed=args.seed,
+        precision=args.precision, augment=Augment.none() if args.no_augment else Augment(),
+        resume=args.resume,
+    )
+    try:
+        run(cfg)
+    except DataError as exc:
+        logging.getLogger("train").error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

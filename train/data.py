@@ -1,0 +1,265 @@
+"""FER-2013 loaders for the two forms users have: the Kaggle CSV and image folders.
+
+Both return :class:`FaceSet` objects holding 48x48 uint8 faces and integer labels in the
+order of :data:`edge.preprocessing.EMOTIONS`. Malformed input raises :class:`DataError`
+naming the file and the row or path.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.preprocessing import EMOTIONS, FACE_SIZE, resize_face
+
+log = logging.getLogger(__name__)
+
+#: The splits of the original CSV, in its ``Usage`` column spelling.
+USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+
+#: Folder names the common redistributions use for each split.
+_SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "Training": ("training", "train"),
+    "PublicTest": ("publictest", "test", "val", "validation"),
+    "PrivateTest": ("privatetest",),
+}
+
+#: Class folder names as redistributions spell them, mapped to label ids.
+_CLASS_ALIASES: dict[str, int] = {
+    "angry": 0, "anger": 0,
+    "disgust": 1, "disgusted": 1,
+    "fear": 2, "fearful": 2,
+    "happy": 3, "happiness": 3,
+    "sad": 4, "sadness": 4,
+    "surprise": 5, "surprised": 5,
+    "neutral": 6,
+}
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm"}
+_PIXELS = FACE_SIZE * FACE_SIZE
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file and row or path."""
+
+
+@dataclass(frozen=True)
+class FaceSet:
+    """A set of labelled faces.
+
+    Attributes:
+        images: ``(N, 48, 48)`` uint8 grayscale faces.
+        labels: ``(N,)`` int64 label ids indexing :data:`EMOTIONS`.
+        source: where the faces came from (path and split), for messages and cards.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_counts(self) -> np.ndarray:
+        """Number of faces per class, indexed like :data:`EMOTIONS`."""
+        return np.bincount(self.labels, minlength=len(EMOTIONS))
+
+
+def load(path: str | Path, usages: Sequence[str] = ("Training",)) -> dict[str, FaceSet]:
+    """Load the requested splits from a FER-2013 CSV (plain or ``.gz``) or an image folder.
+
+    Args:
+        path: a ``.csv``/``.csv.gz`` file in the original layout, or a folder laid out as
+            ``<root>/<split>/<class>/*.png``.
+        usages: split names as in the CSV's ``Usage`` column (``Training``, ``PublicTest``,
+            ``PrivateTest``); folder splits are matched by their common aliases
+            (``train``, ``test``, ``val``...) or by exact folder name.
+
+    Returns:
+        One :class:`FaceSet` per requested usage, keyed by the name asked for.
+
+    Raises:
+        DataError: the path is missing, malformed, or lacks a requested split.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder")
+    if p.is_dir():
+        return {u: load_folder_split(p, u) for u in usages}
+    return load_csv(p, usages)
+
+
+def load_csv(path: Path, usages: Sequence[str]) -> dict[str, FaceSet]:
+    """Parse a FER-2013 CSV (``emotion,pixels,Usage``), keeping only the requested usages."""
+    wanted = set(usages)
+    images: dict[str, list[np.ndarray]] = {u: [] for u in usages}
+    labels: dict[str, list[int]] = {u: [] for u in usages}
+    with _open_text(path) as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file")
+        cols = {name.strip(): i for i, name in enumerate(header)}
+        missing = [c for c in ("emotion", "pixels") if c not in cols]
+        if missing:
+            raise DataError(
+                f"{path}: line 1: header {header!r} lacks column(s) {missing}; "
+                "expected 'emotion,pixels,Usage'"
+            )
+        i_emo, i_pix = cols["emotion"], cols["pixels"]
+        i_use = cols.get("Usage")
+        for line_no, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            usage = row[i_use].strip() if i_use is not None and i_use < len(row) else "Training"
+            if usage not in wanted:
+                continue
+            if len(row) <= max(i_emo, i_pix):
+                raise DataError(f"{path}: line {line_no}: expected 3 fields, got {len(row)}")
+            labels[usage].append(_parse_label(row[i_emo], path, line_no))
+            images[usage].append(_parse_pixels(row[i_pix], path, line_no))
+    out: dict[str, FaceSet] = {}
+    for u in usages:
+        if not labels[u]:
+            raise DataError(f"{path}: no rows with Usage '{u}'")
+        out[u] = FaceSet(
+            images=np.stack(images[u]).reshape(-1, FACE_SIZE, FACE_SIZE),
+            labels=np.asarray(labels[u], dtype=np.int64),
+            source=f"{path} [{u}]",
+        )
+        log.info("loaded %d faces from %s", len(out[u]), out[u].source)
+    return out
+
+
+def load_folder_split(root: Path, usage: str) -> FaceSet:
+    """Load one split of an image-folder dataset: ``<root>/<split>/<class>/*.png|jpg``."""
+    split_dir = _find_split_dir(root, usage)
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    class_dirs = sorted(d for d in split_dir.iterdir() if d.is_dir())
+    if not class_dirs:
+        raise DataError(f"{split_dir}: no class folders (expected e.g. {split_dir}/happy/)")
+    import cv2
+
+    for class_dir in class_dirs:
+        label = _CLASS_ALIASES.get(class_dir.name.lower())
+        if label is None:
+            raise DataError(
+                f"{class_dir}: unknown class folder '{class_dir.name}'; "
+                f"expected one of {', '.join(EMOTIONS)} (or disgusted/fearful/surprised)"
+            )
+        files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{class_dir}: empty class folder (no .png/.jpg images)")
+        for f in files:
+            img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+            if img is None:
+                raise DataError(f"{f}: unreadable image")
+            images.append(resize_face(img))
+            labels.append(label)
+    return FaceSet(
+        images=np.stack(images),
+        labels=np.asarray(labels, dtype=np.int64),
+        source=f"{split_dir}",
+    )
+
+
+def sha256_of(path: str | Path) -> str:
+    """SHA-256 of a data file, or of a folder's image files (relative path + bytes, sorted)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_dir():
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            h.update(str(f.relative_to(p)).encode())
+            h.update(f.read_bytes())
+    else:
+        with p.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (kept, held-out) with ``fraction`` of each class held out."""
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        held.append(idx[: round(len(idx) * fraction)])
+    held_idx = np.sort(np.concatenate(held)) if held else np.empty(0, dtype=np.int64)
+    mask = np.ones(len(labels), dtype=bool)
+    mask[held_idx] = False
+    return np.flatnonzero(mask), held_idx
+
+
+def stratified_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Indices of about ``count`` samples, each class in proportion (at least one each)."""
+    if count >= len(labels):
+        return np.arange(len(labels))
+    _, idx = stratified_split(labels, count / len(labels), seed)
+    return idx
+
+
+def subset(faces: FaceSet, idx: np.ndarray, name: str) -> FaceSet:
+    """The faces at ``idx`` as a new set whose source says ``name``."""
+    return FaceSet(faces.images[idx], faces.labels[idx], f"{faces.source} {name}")
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return path.open("r", encoding="utf-8", newline="")
+
+
+def _parse_label(text: str, path: Path, line_no: int) -> int:
+    try:
+        label = int(text)
+    except ValueError:
+        raise DataError(f"{path}: line {line_no}: emotion {text!r} is not an integer") from None
+    if not 0 <= label < len(EMOTIONS):
+        raise DataError(
+            f"{path}: line {line_no}: unknown emotion label {label}; "
+            f"expected 0..{len(EMOTIONS) - 1}"
+        )
+    return label
+
+
+def _parse_pixels(text: str, path: Path, line_no: int) -> np.ndarray:
+    parts = text.split()
+    if len(parts) != _PIXELS:
+        raise DataError(
+            f"{path}: line {line_no}: {len(parts)} pixel values, expected {_PIXELS} "
+            f"({FACE_SIZE}x{FACE_SIZE})"
+        )
+    try:
+        values = np.array(parts, dtype=np.int32)
+    except ValueError:
+        raise DataError(f"{path}: line {line_no}: pixels contain a non-integer value") from None
+    if values.min() < 0 or values.max() > 255:
+        raise DataError(f"{path}: line {line_no}: pixel values must be in 0..255")
+    return values.astype(np.uint8)
+
+
+def _find_split_dir(root: Path, usage: str) -> Path:
+    exact = root / usage
+    if exact.is_dir():
+        return exact
+    aliases: Iterable[str] = _SPLIT_ALIASES.get(usage, (usage.lower(),))
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and d.name.lower() in aliases:
+            return d
+    raise DataError(
+        f"{root}: no folder for split '{usage}' (looked for {', '.join(aliases)}); "
+        "expected <root>/<split>/<class>/*.png"
+    )

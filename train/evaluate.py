@@ -1,0 +1,93 @@
+"""``python -m train.evaluate``: accuracy and per-class metrics of a ``.keras`` or ``.tflite``.
+
+A ``.tflite`` model is run through the device's own classifier (:mod:`edge.model`), so the
+figures are what the device will do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from train.data import DataError, FaceSet, load
+from train.metrics import classification_metrics, format_table, plot_confusion
+
+log = logging.getLogger("train.evaluate")
+
+
+def predict_probs(model_path: str | Path, faces: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Class probabilities of ``(N, 48, 48)`` uint8 faces from a ``.keras`` or ``.tflite``."""
+    path = Path(model_path)
+    if path.suffix == ".tflite":
+        from convert.parity import classify_all
+        from edge.model import EmotionClassifier
+
+        return classify_all(EmotionClassifier(path, threads=threads), faces)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    model = keras.models.load_model(path)
+    return model.predict(faces[..., None].astype(np.float32), batch_size=256, verbose=0)
+
+
+def evaluate(model_path: str | Path, faces: FaceSet, threads: int = 1) -> dict:
+    """Metrics of ``model_path`` on ``faces`` (see :func:`classification_metrics`)."""
+    probs = predict_probs(model_path, faces.images, threads)
+    result = classification_metrics(faces.labels, probs.argmax(axis=1))
+    result["model"] = str(model_path)
+    result["data"] = faces.source
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m train.evaluate",
+        description="Evaluate a .keras or .tflite emotion model on a FER-2013 split.")
+    p.add_argument("--model", required=True, help=".keras or .tflite (with its .json card)")
+    p.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz",
+                   help="FER-2013 CSV or image folder")
+    p.add_argument("--usage", default="PublicTest", help="split to evaluate (default PublicTest)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--confusion", metavar="PNG", help="also save the confusion matrix here")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads for .tflite")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    model = Path(args.model)
+    if not model.is_file():
+        log.error("%s: no such model file", model)
+        return 2
+    if model.suffix not in (".keras", ".tflite", ".h5"):
+        log.error("%s: expected a .keras or .tflite model", model)
+        return 2
+    try:
+        faces = load(args.data, (args.usage,))[args.usage]
+    except DataError as exc:
+        log.error("%s", exc)
+        return 2
+    from edge.model import ModelError
+
+    try:
+        result = evaluate(model, faces, args.threads)
+    except ModelError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.confusion:
+        plot_confusion(result["confusion"], Path(args.confusion),
+                       f"{model.name} on {args.usage} (accuracy {result['accuracy']:.3f})")
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"{model} on {faces.source}")
+        print(format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""One training run: data -> model -> checkpoints, logs, plots and ``metrics.json``.
+
+The run folder holds everything needed to resume (``last.keras`` + ``state.json``, written
+every epoch) and everything worth keeping (``best.keras``, ``history.csv``, ``curves.png``,
+``confusion_matrix.png``, ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edge.preprocessing import EMOTIONS
+from train import data as fer
+from train import presets
+from train.inputs import Augment, make_dataset
+from train.metrics import classification_metrics, format_table, plot_confusion, plot_curves
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved into ``metrics.json``)."""
+
+    data: str
+    out: str
+    arch: str = "edge"
+    epochs: int = 60
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    lr_schedule: str = "plateau"  # plateau | cosine
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    class_weight: str = "none"  # none | balanced | sqrt
+    val_fraction: float = 0.1
+    test_usage: str = "PublicTest"
+    patience: int = 12
+    plateau_patience: int = 4
+    seed: int = 1337
+    precision: str = "float32"  # float32 | mixed_bfloat16
+    augment: Augment = field(default_factory=Augment)
+    resume: bool = False
+
+
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counters survive a resume."""
+
+    def __init__(self, restored: dict | None, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._restored = restored
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self._restored:
+            self.best, self.wait = self._restored["best"], self._restored["wait"]
+
+
+class _ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters survive a resume."""
+
+    def __init__(self, restored: dict | None, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._restored = restored
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self._restored:
+            self.best, self.wait = self._restored["best"], self._restored["wait"]
+            self.cooldown_counter = self._restored.get("cooldown", 0)
+
+
+class _RunState(keras.callbacks.Callback):
+    """Writes ``last.keras`` and ``state.json`` after every epoch so a run can resume."""
+
+    def __init__(self, out: Path, early: _ResumableEarlyStopping,
+                 plateau: _ResumablePlateau | None, elapsed: float) -> None:
+        super().__init__()
+        self.out, self.early, self.plateau = out, early, plateau
+        self.elapsed_before = elapsed
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.model.save(self.out / "last.keras")
+        state = {
+            "epoch": epoch + 1,
+            "elapsed_s": round(self.elapsed(), 1),
+            "early": {"best": float(self.early.best), "wait": int(self.early.wait)},
+        }
+        if self.plateau is not None:
+            state["plateau"] = {"best": float(self.plateau.best), "wait": int(self.plateau.wait),
+                                "cooldown": int(self.plateau.cooldown_counter)}
+        tmp = self.out / "state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.out / "state.json")
+
+
+def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
+    """Per-class loss weights: ``balanced`` (inverse frequency), ``sqrt`` (its square root)."""
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=len(EMOTIONS)).astype(float)
+    w = len(labels) / (len(EMOTIONS) * np.maximum(counts, 1))
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    elif mode != "balanced":
+        raise ValueError(f"class_weight: unknown mode '{mode}'; use none, balanced or sqrt")
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def run(cfg: TrainConfig) -> dict:
+    """Train per ``cfg`` and write all artefacts to ``cfg.out``; returns the metrics dict."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_file = out / "state.json"
+    state = json.loads(state_file.read_text()) if cfg.resume and state_file.exists() else None
+    if cfg.resume and state is None:
+        log.warning("--resume: no state.json in %s, starting from scratch", out)
+
+    keras.utils.set_random_seed(cfg.seed)
+    keras.config.set_dtype_policy(cfg.precision)
+
+    usages = ("Training", cfg.test_usage) if cfg.test_usage else ("Training",)
+    splits = fer.load(cfg.data, usages)
+    train_all = splits["Training"]
+    keep, held = fer.stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
+    train_set = fer.subset(train_all, keep, "(train part)")
+    val_set = fer.subset(train_all, held, f"(held-out {cfg.val_fraction:.0%})")
+    if len(val_set) == 0:
+        raise ValueError("val_fraction leaves no validation faces; raise it")
+    log.info("train %d faces, validation %d faces", len(train_set), len(val_set))
+
+    train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
+                            seed=cfg.seed, augment=cfg.augment,
+                            label_smoothing=cfg.label_smoothing)
+    val_ds = make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
+                          label_smoothing=cfg.label_smoothing)
+
+    initial_epoch = 0
+    if state is not None:
+        model = keras.models.load_model(out / "last.keras")
+        initial_epoch = int(state["epoch"])
+        log.info("resuming %s at epoch %d", out / "last.keras", initial_epoch)
+    else:
+        model = presets.build(cfg.arch)
+        steps = cfg.epochs * int(np.ceil(len(train_set) / cfg.batch_size))
+        lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
+        if cfg.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(
+                0.0, steps, warmup_target=cfg.learning_rate,
+                warmup_steps=min(steps // 20, 2000), alpha=0.01)
+        elif cfg.lr_schedule != "plateau":
+            raise ValueError(f"lr_schedule: unknown '{cfg.lr_schedule}'; use plateau or cosine")
+        opt = (keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay
+               else keras.optimizers.Adam(lr))
+        model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(),
+                      metrics=["accuracy"])
+    model.summary(print_fn=lambda line, **_: log.debug(line))
+    params, macs = model.count_params(), presets.count_macs(model)
+    log.info("%s: %s parameters, %.1f M MACs", cfg.arch, f"{params:,}", macs / 1e6)
+
+    early = _ResumableEarlyStopping(
+        state and state.get("early"), monitor="val_loss", patience=cfg.patience,
+        restore_best_weights=False, verbose=1)
+    plateau = (_ResumablePlateau(state and state.get("plateau"), monitor="val_loss", factor=0.5,
+                                 patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
+               if cfg.lr_schedule == "plateau" else None)
+    run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0)
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.ModelCheckpoint(out / "best.keras", monitor="val_loss",
+                                        save_best_only=True),
+        keras.callbacks.CSVLogger(out / "history.csv", append=state is not None),
+        early,
+        *([plateau] if plateau else []),
+        run_state,  # last, so the counters it saves are this epoch's
+    ]
+    if state is not None:
+        # ModelCheckpoint must not overwrite a better best.keras from before the resume.
+        callbacks[0].best = state["early"]["best"]
+
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+              class_weight=class_weights(train_set.labels, cfg.class_weight), callbacks=callbacks,
+              shuffle=False,  # the dataset shuffles itself, reproducibly
+              verbose=1 if os.isatty(1) else 2)
+    wall = run_state.elapsed()
+    epochs_done = _epochs_in(out / "history.csv")
+
+    best = _as_float32(keras.models.load_model(out / "best.keras"), cfg.arch)
+    best.save(out / "best.keras")
+    result = {
+        "arch": cfg.arch,
+        "params": params,
+        "macs": macs,
+        "epochs": epochs_done,
+        "best_epoch": _best_epoch(out / "history.csv"),
+        "wall_time_s": round(wall, 1),
+        "seed": cfg.seed,
+        "data": str(cfg.data),
+        "data_sha256": fer.sha256_of(cfg.data),
+        "config": _jsonable(asdict(cfg)),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "validation": classification_metrics(val_set.labels, _predict(best, val_set.images)),
+    }
+    if cfg.test_usage:
+        test = splits[cfg.test_usage]
+        result["test_usage"] = cfg.test_usage
+        result["test"] = classification_metrics(test.labels, _predict(best, test.images))
+        log.info("%s:\n%s", cfg.test_usage, format_table(result["test"]))
+        plot_confusion(result["test"]["confusion"], out / "confusion_matrix.png",
+                       f"{cfg.arch} on {cfg.test_usage} "
+                       f"(accuracy {result['test']['accuracy']:.3f})")
+    else:
+        plot_confusion(result["validation"]["confusion"], out / "confusion_matrix.png",
+                       f"{cfg.arch} on held-out validation")
+    plot_curves(out / "history.csv", out / "curves.png")
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    log.info("wrote %s (wall time %.0f s)", out / "metrics.json", wall)
+    return result
+
+
+def _predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    probs = model.predict(images[..., None].astype(np.float32), batch_size=256, verbose=0)
+    return np.argmax(probs, axis=1)
+
+
+def _as_float32(model: keras.Model, arch: str) -> keras.Model:
+    """The same weights in a pure float32 model, whatever policy training used."""
+    if all(getattr(layer.dtype_policy, "name", "float32") == "float32" for layer in model.layers):
+        return model
+    keras.config.set_dtype_policy("float32")
+    clean = presets.build(arch)
+    clean.set_weights(model.get_weights())
+    clean.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    return clean
+
+
+def _epochs_in(history_csv: Path) -> int:
+    with history_csv.open() as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
+
+
+def _best_epoch(history_csv: Path) -> int:
+    import csv
+
+    with history_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    return int(best["epoch"]) + 1
+
+
+def _jsonable(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,114 @@
+"""The ``tf.data`` input pipeline: shuffle, face-suited augmentation, batch, prefetch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from edge.preprocessing import EMOTIONS, FACE_SIZE
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random perturbations applied per face during training.
+
+    Geometric ones (rotation, shift, zoom) are combined into one affine warp per face, so
+    each face is resampled once.
+    """
+
+    flip: bool = True
+    rotate_deg: float = 10.0
+    shift: float = 0.1
+    zoom: float = 0.1
+    brightness: float = 0.15
+    contrast: float = 0.2
+
+    @classmethod
+    def none(cls) -> Augment:
+        return cls(False, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int,
+    augment: Augment | None = None,
+    label_smoothing: float = 0.0,
+) -> tf.data.Dataset:
+    """Build a batched dataset of ``(float32 pixels 0..255 [B,48,48,1], one-hot labels)``.
+
+    Args:
+        images: ``(N, 48, 48)`` uint8 faces.
+        labels: ``(N,)`` int label ids.
+        batch_size: faces per batch.
+        training: shuffle each epoch and augment; otherwise keep order, no augmentation.
+        seed: seed for shuffling and augmentation.
+        augment: perturbations to apply when training (defaults to :class:`Augment`).
+        label_smoothing: mass moved from the true class to the others, spread evenly.
+    """
+    n_classes = len(EMOTIONS)
+    ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int32)))
+    if training:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    aug = (augment or Augment()) if training else Augment.none()
+    rng = tf.random.Generator.from_seed(seed)
+
+    def to_tensors(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x = tf.cast(x, tf.float32)
+        if training:
+            x = _augment_batch(x, aug, rng)
+        onehot = tf.one_hot(y, n_classes)
+        if label_smoothing > 0:
+            onehot = onehot * (1.0 - label_smoothing) + label_smoothing / n_classes
+        return x, onehot
+
+    # One deterministic map call at a time keeps the shared generator's draws reproducible.
+    ds = ds.map(to_tensors, num_parallel_calls=1, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _augment_batch(x: tf.Tensor, aug: Augment, rng: tf.random.Generator) -> tf.Tensor:
+    b = tf.shape(x)[0]
+    if aug.flip:
+        flip = rng.uniform([b, 1, 1, 1]) < 0.5
+        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+    if aug.rotate_deg or aug.shift or aug.zoom:
+        x = _affine(x, aug, rng, b)
+    if aug.brightness or aug.contrast:
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        gain = rng.uniform([b, 1, 1, 1], 1.0 - aug.contrast, 1.0 + aug.contrast)
+        offset = rng.uniform([b, 1, 1, 1], -aug.brightness, aug.brightness) * 255.0
+        x = (x - mean) * gain + mean + offset
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def _affine(x: tf.Tensor, aug: Augment, rng: tf.random.Generator, b: tf.Tensor) -> tf.Tensor:
+    # The transform maps output coordinates to input ones: p_in = A (p_out - c) + c + t,
+    # with A = R(theta) / s, c the image centre and t the shift.
+    theta = rng.uniform([b], -1.0, 1.0) * (aug.rotate_deg * math.pi / 180.0)
+    scale = rng.uniform([b], 1.0 - aug.zoom, 1.0 + aug.zoom)
+    tx = rng.uniform([b], -aug.shift, aug.shift) * FACE_SIZE
+    ty = rng.uniform([b], -aug.shift, aug.shift) * FACE_SIZE
+    c = (FACE_SIZE - 1) / 2.0
+    cos, sin = tf.cos(theta) / scale, tf.sin(theta) / scale
+    a0, a1 = cos, -sin
+    b0, b1 = sin, cos
+    a2 = c - a0 * c - a1 * c + tx
+    b2 = c - b0 * c - b1 * c + ty
+    zeros = tf.zeros_like(cos)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=x,
+        transforms=transforms,
+        output_shape=tf.constant([FACE_SIZE, FACE_SIZE], tf.int32),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
