@@ -1,0 +1,83 @@
+"""Drawing boxes and labels on frames, and per-face probability charts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.faces import Box
+
+#: BGR colour per emotion, so a label reads at a glance.
+_COLOURS = {
+    "angry": (40, 40, 220), "disgust": (40, 140, 60), "fear": (160, 60, 160),
+    "happy": (40, 200, 250), "sad": (200, 120, 40), "surprise": (40, 160, 250),
+    "neutral": (200, 200, 200),
+}
+
+
+def draw_faces(image: np.ndarray, boxes: Sequence[Box], labels: Sequence[str],
+               confidences: Sequence[float], ids: Sequence[int] | None = None) -> np.ndarray:
+    """Draw each box with ``[id] emotion confidence`` above it, in place; returns ``image``."""
+    h = image.shape[0]
+    thick = max(1, h // 320)
+    for i, (box, label, conf) in enumerate(zip(boxes, labels, confidences, strict=True)):
+        x, y, w, bh = box
+        colour = _COLOURS.get(label, (0, 255, 0))
+        cv2.rectangle(image, (x, y), (x + w, y + bh), colour, thick + 1)
+        text = f"{'#' + str(ids[i]) + ' ' if ids is not None else ''}{label} {conf:.0%}"
+        scale = max(0.45, h / 900)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = y - 6 if y - th - 10 > 0 else y + bh + th + 6
+        cv2.rectangle(image, (x, ty - th - 4), (x + tw + 6, ty + base), colour, -1)
+        cv2.putText(image, text, (x + 3, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    thick, cv2.LINE_AA)
+    return image
+
+
+def draw_fps(image: np.ndarray, fps: float) -> np.ndarray:
+    """Frame-rate overlay in the top-left corner, in place."""
+    cv2.putText(image, f"{fps:.1f} fps", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3,
+                cv2.LINE_AA)
+    cv2.putText(image, f"{fps:.1f} fps", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return image
+
+
+def probability_chart(faces: Sequence[dict[str, float]], path: str | Path,
+                      title: str = "") -> None:
+    """Save one horizontal bar chart per face of ``{emotion: probability}`` as a PNG.
+
+    Drawn with OpenCV, so the device needs no plotting library.
+    """
+    labels = list(faces[0]) if faces else []
+    row_h, pad, bar_w, label_w = 22, 12, 260, 80
+    panel_h = pad * 2 + 20 + row_h * len(labels)
+    width = label_w + bar_w + 70
+    canvas = np.full((max(1, len(faces)) * panel_h + (24 if title else 0), width, 3), 255,
+                     np.uint8)
+    y0 = 0
+    if title:
+        cv2.putText(canvas, title, (pad, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        y0 = 24
+    for i, probs in enumerate(faces):
+        top = y0 + i * panel_h + pad
+        best = max(probs, key=probs.get)
+        cv2.putText(canvas, f"face {i + 1}: {best}", (pad, top + 12), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        for j, label in enumerate(labels):
+            y = top + 20 + j * row_h
+            p = float(probs[label])
+            cv2.putText(canvas, label, (pad, y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        (40, 40, 40), 1, cv2.LINE_AA)
+            cv2.rectangle(canvas, (label_w, y + 3), (label_w + bar_w, y + row_h - 3),
+                          (235, 235, 235), -1)
+            cv2.rectangle(canvas, (label_w, y + 3), (label_w + int(bar_w * p), y + row_h - 3),
+                          _COLOURS.get(label, (120, 120, 120)), -1)
+            cv2.putText(canvas, f"{p:.0%}", (label_w + bar_w + 6, y + 15),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
+    if not cv2.imwrite(str(path), canvas):
+        raise OSError(f"{path}: cannot write the chart")

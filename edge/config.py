@@ -1,0 +1,354 @@
+"""The device configuration: typed, frozen dataclasses, loaded and validated in one place.
+
+``load(path, overrides)`` reads the YAML file, applies dotted-key overrides (from the CLI),
+and returns a :class:`Config`; anything wrong raises one :class:`ConfigError` naming the
+key path, the value and what is allowed, e.g. ``source.fps: must be > 0, got -3``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delays: start at ``initial_s``, double each failure, never above ``max_s``."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+
+    def _validate(self, at: str) -> None:
+        _positive(self.initial_s, f"{at}.initial_s")
+        if self.max_s < self.initial_s:
+            raise ConfigError(f"{at}.max_s: must be >= initial_s ({self.initial_s}), "
+                              f"got {self.max_s}")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from."""
+
+    kind: Literal["auto", "opencv", "picamera2", "images"] = "auto"
+    uri: str | int = 0
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    loop: bool = False
+    queue_size: int = 4
+    realtime: bool | None = None
+    stall_timeout_s: float = 5.0
+    reconnect: Backoff = field(default_factory=Backoff)
+
+    def _validate(self, at: str) -> None:
+        _positive(self.width, f"{at}.width")
+        _positive(self.height, f"{at}.height")
+        _positive(self.fps, f"{at}.fps")
+        _positive(self.queue_size, f"{at}.queue_size")
+        _positive(self.stall_timeout_s, f"{at}.stall_timeout_s")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Haar-cascade face detection."""
+
+    cascade: str = "default"
+    detect_width: int = 320
+    scale_factor: float = 1.1
+    min_neighbors: int = 6
+    min_size: int = 48
+    margin: float = 0.15
+    equalize: bool = False
+    full_every: int = 1
+    region_margin: float = 0.5
+
+    def _validate(self, at: str) -> None:
+        if self.detect_width < 80:
+            raise ConfigError(f"{at}.detect_width: must be >= 80 pixels, got {self.detect_width}")
+        if not 1.01 <= self.scale_factor <= 2.0:
+            raise ConfigError(f"{at}.scale_factor: must be in [1.01, 2.0], "
+                              f"got {self.scale_factor}")
+        _positive(self.min_neighbors, f"{at}.min_neighbors")
+        _positive(self.min_size, f"{at}.min_size")
+        if not 0.0 <= self.margin <= 1.0:
+            raise ConfigError(f"{at}.margin: must be in [0, 1], got {self.margin}")
+        _positive(self.full_every, f"{at}.full_every")
+        if not 0.0 <= self.region_margin <= 3.0:
+            raise ConfigError(f"{at}.region_margin: must be in [0, 3], got {self.region_margin}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The classifier model."""
+
+    path: str = "models/emotion_int8.tflite"
+    card: str | None = None
+    threads: int = 1
+    runtime: Literal["auto", "litert", "tflite_runtime", "tensorflow"] = "auto"
+
+    def _validate(self, at: str) -> None:
+        _positive(self.threads, f"{at}.threads")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Face identity across frames and temporal smoothing of the emotion."""
+
+    iou_threshold: float = 0.3
+    max_missed: int = 10
+    min_hits: int = 3
+    smoothing: float = 0.3
+    change_frames: int = 5
+    summary_every_s: float = 0.0
+
+    def _validate(self, at: str) -> None:
+        if not 0.0 < self.iou_threshold < 1.0:
+            raise ConfigError(f"{at}.iou_threshold: must be in (0, 1), got {self.iou_threshold}")
+        _non_negative(self.max_missed, f"{at}.max_missed")
+        _positive(self.min_hits, f"{at}.min_hits")
+        if not 0.0 < self.smoothing <= 1.0:
+            raise ConfigError(f"{at}.smoothing: must be in (0, 1] (1 = no smoothing), "
+                              f"got {self.smoothing}")
+        _positive(self.change_frames, f"{at}.change_frames")
+        _non_negative(self.summary_every_s, f"{at}.summary_every_s")
+
+
+@dataclass(frozen=True)
+class LogSinkConfig:
+    """JSON-lines event log with size-based rotation."""
+
+    enabled: bool = True
+    path: str = "events.jsonl"
+    max_bytes: int = 10_000_000
+    backups: int = 5
+
+    def _validate(self, at: str) -> None:
+        _positive(self.max_bytes, f"{at}.max_bytes")
+        _non_negative(self.backups, f"{at}.backups")
+
+
+@dataclass(frozen=True)
+class StdoutSinkConfig:
+    """Events as JSON lines on standard output."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
+class MqttTlsConfig:
+    """TLS for the MQTT connection."""
+
+    enabled: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class MqttSinkConfig:
+    """Events, state and status over MQTT (QoS 1, spooled on disk while the broker is away)."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str | None = None
+    keepalive_s: int = 60
+    topic_prefix: str = "emotion-edge"
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+    tls: MqttTlsConfig = field(default_factory=MqttTlsConfig)
+    max_inflight: int = 20
+    spool_max_events: int = 100_000
+    state_every_s: float = 5.0
+    reconnect: Backoff = field(default_factory=lambda: Backoff(1.0, 60.0))
+    homeassistant_discovery: bool = False
+    discovery_prefix: str = "homeassistant"
+
+    def _validate(self, at: str) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"{at}.port: must be in 1..65535, got {self.port}")
+        _positive(self.keepalive_s, f"{at}.keepalive_s")
+        _positive(self.max_inflight, f"{at}.max_inflight")
+        _positive(self.spool_max_events, f"{at}.spool_max_events")
+        _positive(self.state_every_s, f"{at}.state_every_s")
+        if not self.topic_prefix or "#" in self.topic_prefix or "+" in self.topic_prefix:
+            raise ConfigError(f"{at}.topic_prefix: must be a non-empty topic without wildcards, "
+                              f"got {self.topic_prefix!r}")
+        if self.password_file and self.password_env:
+            raise ConfigError(f"{at}: set password_file or password_env, not both")
+
+
+@dataclass(frozen=True)
+class SinksConfig:
+    """Where events go."""
+
+    log: LogSinkConfig = field(default_factory=LogSinkConfig)
+    stdout: StdoutSinkConfig = field(default_factory=StdoutSinkConfig)
+    mqtt: MqttSinkConfig = field(default_factory=MqttSinkConfig)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Threads, limits and reporting."""
+
+    workers: int = 1
+    max_frames: int = 0
+    stats_every_s: float = 10.0
+    annotate_video: str | None = None
+
+    def _validate(self, at: str) -> None:
+        if not 1 <= self.workers <= 16:
+            raise ConfigError(f"{at}.workers: must be in 1..16, got {self.workers}")
+        _non_negative(self.max_frames, f"{at}.max_frames")
+        _non_negative(self.stats_every_s, f"{at}.stats_every_s")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole device configuration."""
+
+    device: str = "edge-1"
+    state_dir: str = "state"
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sinks: SinksConfig = field(default_factory=SinksConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    def _validate(self, at: str) -> None:
+        if not self.device or any(c in self.device for c in "/#+ "):
+            raise ConfigError(f"device: must be a non-empty name without '/', '#', '+' or "
+                              f"spaces (it is an MQTT topic level), got {self.device!r}")
+
+
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load, merge and validate the configuration.
+
+    Args:
+        path: a YAML file; ``None`` uses the built-in defaults only.
+        overrides: dotted keys to values, e.g. ``{"source.uri": "clip.mp4"}``; applied
+            after the file.
+
+    Raises:
+        ConfigError: the file is unreadable or a value is invalid.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{p}: not readable YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of keys, "
+                              f"got {type(loaded).__name__}")
+        data = loaded or {}
+    for key, value in (overrides or {}).items():
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: '{part}' is not a section")
+        node[parts[-1]] = value
+    return build(Config, data, "")
+
+
+def build(cls: type, data: Any, at: str) -> Any:
+    """Build dataclass ``cls`` from ``data`` (a mapping), checking every key and type."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{at or 'config'}: must be a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{_join(at, unknown[0])}: unknown key; allowed keys here: "
+                          f"{', '.join(sorted(names))}")
+    kwargs = {name: _coerce(hints[name], data[name], _join(at, name))
+              for name in names if name in data}
+    obj = cls(**kwargs)
+    validate = getattr(obj, "_validate", None)
+    if validate is not None:
+        validate(at)
+    return obj
+
+
+def _coerce(hint: Any, value: Any, at: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, at)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{at}: must be one of {', '.join(map(str, allowed))}, "
+                              f"got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is None:
+            if type(None) in options:
+                return None
+            raise ConfigError(f"{at}: must not be empty")
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, at)
+            except ConfigError:
+                continue
+        names = " or ".join(_type_name(o) for o in options if o is not type(None))
+        raise ConfigError(f"{at}: must be {names}, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{at}: must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{at}: must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{at}: must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return os.path.expandvars(value) if "$" in value else value
+        raise ConfigError(f"{at}: must be a string, got {value!r}")
+    raise ConfigError(f"{at}: unsupported type {hint}")  # a bug in this module, not the YAML
+
+
+def _type_name(hint: Any) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
+
+
+def _join(at: str, name: str) -> str:
+    return f"{at}.{name}" if at else name
+
+
+def _positive(value: float, at: str) -> None:
+    if value <= 0:
+        raise ConfigError(f"{at}: must be > 0, got {value}")
+
+
+def _non_negative(value: float, at: str) -> None:
+    if value < 0:
+        raise ConfigError(f"{at}: must be >= 0, got {value}")
+

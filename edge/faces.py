@@ -1,0 +1,175 @@
+"""Haar-cascade face detection on a downscaled gray frame, and FER-like face crops.
+
+Detection runs on a frame shrunk to ``detect_width`` (or on the source's own small
+frame, e.g. the Pi's lores stream); boxes are mapped back to full resolution. Crops are
+squares around the box widened by ``margin``, which is how FER-2013 faces are framed
+(the whole face with a little forehead and chin, centred).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.config import DetectorConfig
+from edge.preprocessing import FACE_SIZE, resize_face
+
+log = logging.getLogger(__name__)
+
+#: Cascade names accepted besides a file path.
+BUILTIN_CASCADES = {
+    "default": "haarcascade_frontalface_default.xml",
+    "alt2": "haarcascade_frontalface_alt2.xml",
+}
+
+Box = tuple[int, int, int, int]
+
+
+class DetectorError(RuntimeError):
+    """The cascade file is missing or not a cascade."""
+
+
+def cascade_path(name: str) -> Path:
+    """Resolve ``default``/``alt2`` (OpenCV's data dir), ``lbp`` or a path to a cascade file."""
+    if name in BUILTIN_CASCADES:
+        return Path(cv2.data.haarcascades) / BUILTIN_CASCADES[name]
+    if name == "lbp":
+        # opencv-python ships the Haar files only; the LBP one comes from the OpenCV
+        # sources or the distribution's opencv-data package.
+        for candidate in (Path(cv2.data.haarcascades).parent / "lbpcascades",
+                          Path("/usr/share/opencv4/lbpcascades"),
+                          Path("/usr/share/opencv/lbpcascades")):
+            f = candidate / "lbpcascade_frontalface_improved.xml"
+            if f.is_file():
+                return f
+        raise DetectorError("detector.cascade: lbp cascade not found; install the "
+                            "opencv-data package or give the path to "
+                            "lbpcascade_frontalface_improved.xml")
+    return Path(name)
+
+
+class FaceDetector:
+    """Finds frontal faces in gray frames.
+
+    Args:
+        cfg: detector settings (cascade, detection width, scale step, neighbours, minimum
+            face size in full-resolution pixels, crop margin, histogram equalisation).
+    """
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        path = cascade_path(cfg.cascade)
+        if not path.is_file():
+            raise DetectorError(f"detector.cascade: {path}: no such cascade file")
+        try:
+            self._cascade = cv2.CascadeClassifier(str(path))
+        except (cv2.error, SystemError) as exc:
+            raise DetectorError(f"detector.cascade: {path}: not a valid cascade file "
+                                f"({str(exc).strip().splitlines()[-1]})") from None
+        if self._cascade.empty():
+            raise DetectorError(f"detector.cascade: {path}: not a valid cascade file")
+        self.cfg = cfg
+        self.path = path
+        self._small: np.ndarray | None = None  # reused downscale buffer
+
+    def detect(self, gray: np.ndarray, small: np.ndarray | None = None) -> list[Box]:
+        """Face boxes ``(x, y, w, h)`` in ``gray``'s pixels, largest first.
+
+        Args:
+            gray: full-resolution gray frame.
+            small: an already downscaled version of ``gray`` (same aspect), if the source
+                has one; otherwise ``gray`` is shrunk to ``detect_width`` here.
+        """
+        _h, w = gray.shape[:2]
+        if small is None:
+            small = self.downscale(gray)
+        scale = w / small.shape[1]
+        return self._detect_in(small, scale, 0, 0)
+
+    def detect_regions(self, gray: np.ndarray, regions: list[Box]) -> list[Box]:
+        """Faces inside the given regions only (boxes in full-frame pixels, merged)."""
+        found: list[Box] = []
+        fh, fw = gray.shape[:2]
+        target = self.cfg.detect_width / fw
+        for x, y, w, h in regions:
+            x0, y0 = max(0, x), max(0, y)
+            x1, y1 = min(fw, x + w), min(fh, y + h)
+            if x1 - x0 < self.cfg.min_size or y1 - y0 < self.cfg.min_size:
+                continue
+            roi = gray[y0:y1, x0:x1]
+            sw, sh = max(1, round((x1 - x0) * target)), max(1, round((y1 - y0) * target))
+            small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA)
+            found += self._detect_in(small, (x1 - x0) / sw, x0, y0)
+        return _dedupe(found)
+
+    def downscale(self, gray: np.ndarray) -> np.ndarray:
+        """``gray`` shrunk to ``detect_width`` (a reused buffer; ``gray`` when narrower)."""
+        h, w = gray.shape[:2]
+        dw = min(self.cfg.detect_width, w)
+        if dw == w:
+            return gray
+        dh = max(1, round(h * dw / w))
+        if self._small is None or self._small.shape != (dh, dw):
+            self._small = np.empty((dh, dw), np.uint8)
+        cv2.resize(gray, (dw, dh), dst=self._small, interpolation=cv2.INTER_AREA)
+        return self._small
+
+    def _detect_in(self, small: np.ndarray, scale: float, ox: int, oy: int) -> list[Box]:
+        img = cv2.equalizeHist(small) if self.cfg.equalize else small
+        min_side = max(12, int(self.cfg.min_size / scale))
+        if min(img.shape[:2]) < min_side:
+            return []
+        rects = self._cascade.detectMultiScale(
+            img, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
+            minSize=(min_side, min_side))
+        boxes = [(round(x * scale) + ox, round(y * scale) + oy,
+                  round(w * scale), round(h * scale)) for (x, y, w, h) in rects]
+        boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
+        return boxes
+
+
+def crop_box(box: Box, frame_shape: tuple[int, ...], margin: float) -> Box:
+    """The square crop around ``box`` widened by ``margin`` per side, kept inside the frame."""
+    x, y, w, h = box
+    fh, fw = frame_shape[:2]
+    side = round(max(w, h) * (1.0 + 2.0 * margin))
+    side = min(side, fw, fh)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0 = round(min(max(cx - side / 2.0, 0), fw - side))
+    y0 = round(min(max(cy - side / 2.0, 0), fh - side))
+    return x0, y0, side, side
+
+
+def extract_faces(gray: np.ndarray, boxes: list[Box], margin: float,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Model-ready ``(N, 48, 48)`` uint8 faces for ``boxes`` (written into ``out`` if big enough).
+
+    Returns a view of ``out`` (or a new array) with exactly ``len(boxes)`` faces.
+    """
+    n = len(boxes)
+    if out is None or out.shape[0] < n:
+        out = np.empty((max(n, 1), FACE_SIZE, FACE_SIZE), np.uint8)
+    for i, box in enumerate(boxes):
+        x, y, w, h = crop_box(box, gray.shape, margin)
+        resize_face(gray[y:y + h, x:x + w], out=out[i])
+    return out[:n]
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _dedupe(boxes: list[Box], threshold: float = 0.3) -> list[Box]:
+    boxes = sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+    kept: list[Box] = []
+    for b in boxes:
+        if all(iou(b, k) < threshold for k in kept):
+            kept.append(b)
+    return kept

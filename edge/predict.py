@@ -1,0 +1,117 @@
+"""``python -m edge.predict IMAGE...``: the emotions of the faces in saved images.
+
+Prints each face's emotion and probabilities (or JSON with ``--json``), and can draw
+the boxes and labels (``--annotate``) and a per-face probability chart (``--chart``).
+Uses the device's detector and classifier, with the same settings as the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.annotate import draw_faces, probability_chart
+from edge.config import load
+from edge.faces import FaceDetector, extract_faces
+from edge.model import EmotionClassifier
+from edge.sources import list_images
+
+log = logging.getLogger("edge.predict")
+
+
+def predict_image(image: np.ndarray, detector: FaceDetector,
+                  classifier: EmotionClassifier, margin: float) -> list[dict]:
+    """Faces in a BGR or gray image: ``[{"box", "emotion", "confidence", "probs"}]``."""
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    boxes = detector.detect(gray)
+    if not boxes:
+        return []
+    probs = classifier.classify(extract_faces(gray, boxes, margin))
+    faces = []
+    for box, p in zip(boxes, probs, strict=True):
+        best = int(np.argmax(p))
+        faces.append({"box": list(box), "emotion": classifier.labels[best],
+                      "confidence": round(float(p[best]), 4),
+                      "probs": {k: round(float(v), 4)
+                                for k, v in zip(classifier.labels, p, strict=True)}})
+    return faces
+
+
+def _out_path(out: str, image: Path, many: bool, suffix: str) -> Path:
+    if not many:
+        return Path(out)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{image.stem}{suffix}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edge.predict",
+                                description="Emotions of the faces in images.")
+    p.add_argument("images", nargs="+", help="image files, folders or globs")
+    p.add_argument("--config", help="YAML config for detector and model settings")
+    p.add_argument("--model", help="the .tflite model (default: model.path of the config)")
+    p.add_argument("--annotate", metavar="OUT",
+                   help="draw boxes and labels: a file for one image, a folder for several")
+    p.add_argument("--chart", metavar="OUT.png",
+                   help="per-face probability bars: a file for one image, a folder for several")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per image)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from edge.service import STARTUP_ERRORS
+
+    try:
+        cfg = load(args.config, {"model.path": args.model} if args.model else None)
+        detector = FaceDetector(cfg.detector)
+        classifier = EmotionClassifier(cfg.model.path, threads=cfg.model.threads,
+                                       runtime=cfg.model.runtime)
+    except STARTUP_ERRORS as exc:
+        log.error("%s", exc)
+        return 2
+    paths = list_images(args.images)
+    if not paths:
+        log.error("no images found in %s", " ".join(args.images))
+        return 2
+    many = len(paths) > 1
+    failed = 0
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            log.error("%s: unreadable image", path)
+            failed += 1
+            continue
+        faces = predict_image(image, detector, classifier, cfg.detector.margin)
+        if args.json:
+            print(json.dumps({"image": str(path), "model": classifier.card.id, "faces": faces}))
+        else:
+            print(f"{path}: {len(faces)} face(s)")
+            for i, f in enumerate(faces, 1):
+                ranked = sorted(f["probs"].items(), key=lambda kv: -kv[1])[:3]
+                others = ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:])
+                print(f"  face {i} at {f['box']}: {f['emotion']} {f['confidence']:.0%} "
+                      f"({others})")
+        if args.annotate:
+            out = _out_path(args.annotate, path, many, "_annotated.jpg")
+            draw_faces(image, [tuple(f["box"]) for f in faces], [f["emotion"] for f in faces],
+                       [f["confidence"] for f in faces])
+            if not cv2.imwrite(str(out), image):
+                log.error("%s: cannot write the annotated image", out)
+                failed += 1
+        if args.chart and faces:
+            out = _out_path(args.chart, path, many, "_chart.png")
+            try:
+                probability_chart([f["probs"] for f in faces], out, title=path.name)
+            except OSError as exc:
+                log.error("%s", exc)
+                failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

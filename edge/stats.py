@@ -1,0 +1,100 @@
+"""Stage latencies and counters, recorded by the pipeline threads, read by stats and bench.
+
+The one piece of state the pipeline threads share besides their queues; every access
+holds the lock, and readers get copies.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+#: Stages in pipeline order, as reported.
+STAGES: tuple[str, ...] = ("capture", "gray", "resize", "detect", "crop", "classify",
+                           "classify_face", "track", "sink", "latency")
+
+
+class Stats:
+    """Thread-safe ring buffers of stage durations plus counters.
+
+    Args:
+        window: samples kept per stage for percentiles.
+    """
+
+    def __init__(self, window: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, deque[float]] = {s: deque(maxlen=window) for s in STAGES}
+        self._counters: dict[str, int] = {}
+        self._frame_times: deque[float] = deque(maxlen=window)
+        self._gauges: dict[str, object] = {}
+        self.started = time.monotonic()
+
+    def record(self, stage: str, seconds: float) -> None:
+        """Add one duration sample for ``stage``."""
+        with self._lock:
+            self._samples.setdefault(stage, deque(maxlen=4096)).append(seconds)
+
+    def add(self, counter: str, n: int = 1) -> None:
+        """Increase a counter."""
+        with self._lock:
+            self._counters[counter] = self._counters.get(counter, 0) + n
+
+    def set(self, gauge: str, value: object) -> None:
+        """Set a gauge (latest value wins), e.g. faces in view or source state."""
+        with self._lock:
+            self._gauges[gauge] = value
+
+    def frame_done(self, when: float | None = None) -> None:
+        """Mark one frame fully processed (for the frame rate)."""
+        with self._lock:
+            self._frame_times.append(time.monotonic() if when is None else when)
+            self._counters["frames"] = self._counters.get("frames", 0) + 1
+
+    def counter(self, name: str) -> int:
+        with self._lock:
+            return self._counters.get(name, 0)
+
+    def fps(self, horizon_s: float = 5.0) -> float:
+        """Frames per second over the last ``horizon_s`` seconds."""
+        with self._lock:
+            times = list(self._frame_times)
+        if len(times) < 2:
+            return 0.0
+        now = time.monotonic()
+        recent = [t for t in times if now - t <= horizon_s]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+    def snapshot(self) -> dict:
+        """Counters, gauges and per-stage p50/p95/p99/mean in milliseconds."""
+        with self._lock:
+            samples = {k: np.fromiter(v, float) for k, v in self._samples.items() if v}
+            counters = dict(self._counters)
+            gauges = dict(self._gauges)
+        stages = {
+            k: {"p50_ms": round(float(np.percentile(v, 50)) * 1e3, 3),
+                "p95_ms": round(float(np.percentile(v, 95)) * 1e3, 3),
+                "p99_ms": round(float(np.percentile(v, 99)) * 1e3, 3),
+                "mean_ms": round(float(v.mean()) * 1e3, 3),
+                "n": int(v.size)}
+            for k, v in samples.items()
+        }
+        return {"counters": counters, "gauges": gauges, "stages": stages,
+                "fps": round(self.fps(), 2), "uptime_s": round(time.monotonic() - self.started, 1)}
+
+    def line(self) -> str:
+        """One human-readable stats line for the log."""
+        snap = self.snapshot()
+        c, g, s = snap["counters"], snap["gauges"], snap["stages"]
+
+        def p50(stage: str) -> str:
+            return f"{s[stage]['p50_ms']:.1f}" if stage in s else "-"
+
+        return (f"fps {snap['fps']:.1f} | frames {c.get('frames', 0)} | faces {g.get('faces', 0)} "
+                f"| dropped {c.get('dropped', 0)} | events {c.get('events', 0)} | p50 ms: "
+                f"capture {p50('capture')} detect {p50('detect')} classify {p50('classify')} "
+                f"track {p50('track')} sink {p50('sink')} | capture->event {p50('latency')}")

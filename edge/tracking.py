@@ -1,0 +1,191 @@
+"""Face identity across frames, per-face smoothing, and the decision to emit an event.
+
+Boxes are associated with existing tracks by IoU (greedy, best first), falling back to
+centre distance for fast moves; a track survives ``max_missed`` frames without a
+detection. Probabilities are smoothed per track with an exponential moving average, and
+the reported emotion changes only when the smoothed winner has held for
+``change_frames`` frames, so labels do not flicker. A new face is reported only once it
+has been detected ``min_hits`` frames in a row, which filters out the detector's
+sporadic false positives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.config import TrackingConfig
+from edge.events import EmotionEvent, EventType
+from edge.faces import Box, iou
+
+
+@dataclass
+class Track:
+    """One face followed over time."""
+
+    id: int
+    box: Box
+    probs: np.ndarray
+    hits: int = 1
+    missed: int = 0
+    confirmed: bool = False
+    reported: int = -1
+    candidate: int = -1
+    candidate_frames: int = 0
+
+    @property
+    def emotion_index(self) -> int:
+        return int(np.argmax(self.probs))
+
+
+class Tracker:
+    """Turns per-frame detections and probabilities into face events.
+
+    Args:
+        cfg: tracking settings.
+        labels: class names in the model's output order.
+        device: device name written into events.
+        model_id: model card id written into events.
+    """
+
+    def __init__(self, cfg: TrackingConfig, labels: tuple[str, ...], device: str,
+                 model_id: str) -> None:
+        self.cfg = cfg
+        self.labels = labels
+        self.device = device
+        self.model_id = model_id
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._last_summary: float | None = None
+
+    def update(self, frame: int, ts: float, mono: float, boxes: list[Box],
+               probs: np.ndarray) -> list[EmotionEvent]:
+        """Advance by one frame; returns the events this frame causes.
+
+        Args:
+            frame: frame sequence number.
+            ts: wall-clock capture time.
+            mono: monotonic capture time.
+            boxes: face boxes found in this frame.
+            probs: ``(len(boxes), len(labels))`` probabilities, row per box.
+        """
+        events: list[EmotionEvent] = []
+        matches, new_boxes = self._associate(boxes)
+        alpha = self.cfg.smoothing
+        for track, i in matches:
+            track.box = boxes[i]
+            track.probs = (1.0 - alpha) * track.probs + alpha * probs[i]
+            track.hits += 1
+            track.missed = 0
+            if not track.confirmed:
+                if track.hits >= self.cfg.min_hits:
+                    events.append(self._confirm(track, frame, ts, mono))
+            else:
+                events += self._check_change(track, frame, ts, mono)
+        matched = {id(t) for t, _ in matches}
+        for track in list(self.tracks):
+            if id(track) in matched:
+                continue
+            track.missed += 1
+            # A face must be seen min_hits frames in a row to count; a tentative track
+            # that misses a frame was most likely a false detection.
+            if not track.confirmed or track.missed > self.cfg.max_missed:
+                self.tracks.remove(track)
+                if track.confirmed:
+                    events.append(self._event(track, "left", frame, ts, mono))
+        for i in new_boxes:
+            track = Track(self._next_id, boxes[i], probs[i].astype(np.float64).copy())
+            self._next_id += 1
+            self.tracks.append(track)
+            if self.cfg.min_hits <= 1:
+                events.append(self._confirm(track, frame, ts, mono))
+        if self.cfg.summary_every_s > 0:
+            if self._last_summary is None:
+                self._last_summary = mono
+            elif mono - self._last_summary >= self.cfg.summary_every_s:
+                self._last_summary = mono
+                events += [self._event(t, "summary", frame, ts, mono)
+                           for t in self.tracks if t.confirmed]
+        return events
+
+    def flush(self, frame: int, ts: float, mono: float) -> list[EmotionEvent]:
+        """End of stream: every confirmed face leaves."""
+        events = [self._event(t, "left", frame, ts, mono) for t in self.tracks if t.confirmed]
+        self.tracks.clear()
+        return events
+
+    def regions(self, margin: float) -> list[Box]:
+        """Boxes of the live tracks widened by ``margin`` per side (where to look next)."""
+        out = []
+        for t in self.tracks:
+            x, y, w, h = t.box
+            dx, dy = int(w * margin), int(h * margin)
+            out.append((x - dx, y - dy, w + 2 * dx, h + 2 * dy))
+        return out
+
+    def _associate(self, boxes: list[Box]) -> tuple[list[tuple[Track, int]], list[int]]:
+        pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks)
+                        for bi, b in enumerate(boxes)), reverse=True)
+        used_t: set[int] = set()
+        used_b: set[int] = set()
+        matches: list[tuple[Track, int]] = []
+        for score, ti, bi in pairs:
+            if score < self.cfg.iou_threshold:
+                break
+            if ti in used_t or bi in used_b:
+                continue
+            used_t.add(ti)
+            used_b.add(bi)
+            matches.append((self.tracks[ti], bi))
+        # Fast moves (or a low frame rate): little overlap, but the centre moved less than
+        # three quarters of a face width.
+        for ti, t in enumerate(self.tracks):
+            if ti in used_t:
+                continue
+            best, best_d = -1, float("inf")
+            for bi, b in enumerate(boxes):
+                if bi in used_b:
+                    continue
+                d = _centre_distance(t.box, b)
+                if d < 0.75 * max(t.box[2], b[2]) and d < best_d:
+                    best, best_d = bi, d
+            if best >= 0:
+                used_t.add(ti)
+                used_b.add(best)
+                matches.append((t, best))
+        return matches, [bi for bi in range(len(boxes)) if bi not in used_b]
+
+    def _confirm(self, track: Track, frame: int, ts: float, mono: float) -> EmotionEvent:
+        track.confirmed = True
+        track.reported = track.emotion_index
+        return self._event(track, "appeared", frame, ts, mono)
+
+    def _check_change(self, track: Track, frame: int, ts: float,
+                      mono: float) -> list[EmotionEvent]:
+        winner = track.emotion_index
+        if winner == track.reported:
+            track.candidate, track.candidate_frames = -1, 0
+            return []
+        if winner == track.candidate:
+            track.candidate_frames += 1
+        else:
+            track.candidate, track.candidate_frames = winner, 1
+        if track.candidate_frames < self.cfg.change_frames:
+            return []
+        track.reported = winner
+        track.candidate, track.candidate_frames = -1, 0
+        return [self._event(track, "changed", frame, ts, mono)]
+
+    def _event(self, track: Track, kind: EventType, frame: int, ts: float,
+               mono: float) -> EmotionEvent:
+        idx = track.reported if track.reported >= 0 else track.emotion_index
+        probs = {label: float(p) for label, p in zip(self.labels, track.probs, strict=True)}
+        return EmotionEvent(
+            ts=ts, device=self.device, face=track.id, type=kind, emotion=self.labels[idx],
+            confidence=float(track.probs[idx]), probs=probs, box=track.box, frame=frame,
+            model=self.model_id, captured_mono=mono)
+
+
+def _centre_distance(a: Box, b: Box) -> float:
+    return float(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2))

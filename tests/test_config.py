@@ -1,0 +1,106 @@
+"""Config loading: defaults, the shipped config.yaml, and each kind of error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.__main__ import main as edge_main
+from edge.config import Config, ConfigError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_config_is_valid_and_documents_every_key() -> None:
+    cfg = load(ROOT / "config.yaml")
+    assert isinstance(cfg, Config)
+    assert cfg.source.uri == "models/sample/astronaut.mp4"
+    text = (ROOT / "config.yaml").read_text()
+    # Every leaf key is documented: a comment sits above it or above its group.
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.endswith(":"):
+            continue
+        above = [ln.strip() for ln in lines[max(0, i - 6):i]]
+        assert any(a.startswith("#") for a in above), f"undocumented: {line}"
+    for key in ("detect_width", "min_neighbors", "change_frames", "spool_max_events",
+                "annotate_video", "password_file", "homeassistant_discovery"):
+        assert f"{key}:" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"source.fps": -3}, "source.fps: must be > 0, got -3"),
+        ({"source.kind": "webcam"}, "source.kind: must be one of auto, opencv, picamera2, images"),
+        ({"detector.colour": 1}, "detector.colour: unknown key; allowed keys here:"),
+        ({"model.threads": "two"}, "model.threads: must be an integer, got 'two'"),
+        ({"source.loop": "yes"}, "source.loop: must be true or false, got 'yes'"),
+        ({"sinks.mqtt.port": 70000}, "sinks.mqtt.port: must be in 1..65535, got 70000"),
+        ({"tracking.smoothing": 0}, "tracking.smoothing: must be in (0, 1]"),
+        ({"device": "a/b"}, "device: must be a non-empty name without '/'"),
+        ({"source.reconnect.max_s": 0.5}, "source.reconnect.max_s: must be >= initial_s"),
+        ({"pipeline.workers": 0}, "pipeline.workers: must be in 1..16, got 0"),
+    ],
+)
+def test_errors_name_the_key_value_and_rule(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(None, overrides)
+    assert message in str(info.value)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: [unclosed\n")
+    with pytest.raises(ConfigError, match="not readable YAML"):
+        load(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load(scalar)
+    section = tmp_path / "section.yaml"
+    section.write_text("source: 5\n")
+    with pytest.raises(ConfigError, match="source: must be a mapping"):
+        load(section)
+
+
+def test_overrides_apply_after_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("source:\n  uri: a.mp4\n  fps: 10\n")
+    cfg = load(f, {"source.uri": "b.mp4"})
+    assert cfg.source.uri == "b.mp4" and cfg.source.fps == 10.0
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("source:\n  fps: -3\n")
+    result = subprocess.run([sys.executable, "-m", "edge", "--config", str(f)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "source.fps: must be > 0, got -3" in lines[0]
+
+
+def test_cli_missing_model_and_corrupt_model_exit_2(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    assert edge_main(["--model", str(tmp_path / "none.tflite"), "--source",
+                      str(ROOT / "models/sample/astronaut.jpg")]) == 2
+    assert "model file not found" in caplog.text
+    corrupt = tmp_path / "bad.tflite"
+    corrupt.write_bytes(b"\x00" * 64)
+    corrupt.with_suffix(".json").write_text('{"id": "x", "labels": ["a", "b"]}')
+    assert edge_main(["--model", str(corrupt), "--source",
+                      str(ROOT / "models/sample/astronaut.jpg")]) == 2
+    assert "not a loadable TFLite model" in caplog.text
+
+
+def test_cli_missing_source_file_exits_2(caplog: pytest.LogCaptureFixture) -> None:
+    assert edge_main(["--source", "no/such/clip.mp4"]) == 2
+    assert "source.uri: no/such/clip.mp4: no such file" in caplog.text

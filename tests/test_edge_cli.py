@@ -1,0 +1,161 @@
+"""python -m edge and python -m edge.predict end to end, in subprocesses, on the sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edge.events import EVENT_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_VIDEO = ROOT / "models/sample/astronaut.mp4"
+SAMPLE_IMAGE = ROOT / "models/sample/astronaut.jpg"
+
+
+def run_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_sample_run_writes_valid_events_and_stats(converted: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("pipeline:\n  stats_every_s: 0.5\ndevice: test-cam\n")
+    events = tmp_path / "events.jsonl"
+    video = tmp_path / "annotated.mp4"
+    r = run_edge("--config", str(cfg), "--source", str(SAMPLE_VIDEO), "--model",
+                 str(converted / "emotion_int8.tflite"), "--sink", "log", "--events", str(events),
+                 "--annotate-video", str(video))
+    assert r.returncode == 0, r.stderr
+    assert "fps" in r.stderr and "stopped: 90 frames" in r.stderr
+    evs = read_events(events)
+    for e in evs:
+        jsonschema.validate(e, EVENT_SCHEMA)
+    assert evs[0]["type"] == "appeared" and evs[-1]["type"] == "left"
+    assert {e["face"] for e in evs} == {1}  # one face, one id through the whole clip
+    assert all(e["device"] == "test-cam" for e in evs)
+    assert [e["frame"] for e in evs] == sorted(e["frame"] for e in evs)
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 90
+
+
+def test_stdout_sink_and_max_frames(converted: Path, tmp_path: Path) -> None:
+    r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(converted / "emotion_int8.tflite"),
+                 "--sink", "stdout", "--max-frames", "10")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [e["type"] for e in lines] == ["appeared", "left"]
+    assert lines[-1]["frame"] == 9
+
+
+def test_runtime_failure_exits_1(converted: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(converted / "emotion_int8.tflite"),
+                 "--events", str(tmp_path / "e.jsonl"),
+                 "--annotate-video", str(blocker / "x.mp4"))
+    assert r.returncode == 1
+    assert "stopped by an error" in r.stderr
+
+
+def test_sigterm_stops_within_2s_with_events_flushed(converted: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"source:\n  uri: {SAMPLE_VIDEO}\n  loop: true\n")
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "--config", str(cfg), "--model",
+         str(converted / "emotion_int8.tflite"), "--events", str(events)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (events.exists() and events.stat().st_size):
+            time.sleep(0.1)
+        assert events.stat().st_size > 0, "no event before the deadline"
+        time.sleep(0.5)  # mid-stream, under load
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=5)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, err = proc.communicate()
+    assert code == 0, err
+    assert elapsed < 2.0
+    assert "received SIGTERM" in err
+    evs = read_events(events)
+    assert evs[-1]["type"] == "left"  # the flush at stop reached the log
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_predict_on_a_photograph(converted: Path, tmp_path: Path, as_json: bool) -> None:
+    args = [sys.executable, "-m", "edge.predict", str(SAMPLE_IMAGE), "--model",
+            str(converted / "emotion_int8.tflite"), "--annotate", str(tmp_path / "a.jpg"),
+            "--chart", str(tmp_path / "c.png")]
+    r = subprocess.run([*args, *(["--json"] if as_json else [])], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    if as_json:
+        out = json.loads(r.stdout)
+        assert len(out["faces"]) == 1
+        face = out["faces"][0]
+        assert sum(face["probs"].values()) == pytest.approx(1.0, abs=0.02)
+        assert face["emotion"] == max(face["probs"], key=face["probs"].get)
+    else:
+        assert "1 face(s)" in r.stdout
+    assert (tmp_path / "a.jpg").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_predict_unreadable_image_exits_1(converted: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    r = subprocess.run([sys.executable, "-m", "edge.predict", str(bad), str(SAMPLE_IMAGE),
+                        "--model", str(converted / "emotion_int8.tflite")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "bad.jpg: unreadable image" in r.stderr
+    assert "astronaut.jpg: 1 face(s)" in r.stdout  # the good image is still processed
+
+
+def test_notify_protocol(tmp_path: Path, converted: Path) -> None:
+    import socket
+
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(30)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("pipeline:\n  stats_every_s: 0.3\n")
+    env = {**os.environ, "NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "--config", str(cfg), "--source", str(SAMPLE_VIDEO),
+         "--model", str(converted / "emotion_int8.tflite"), "--events",
+         str(tmp_path / "e.jsonl")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    messages = []
+    try:
+        while True:
+            msg = sock.recv(4096).decode()
+            messages.append(msg)
+            if "STOPPING=1" in msg:
+                break
+    finally:
+        proc.wait(timeout=30)
+        sock.close()
+    assert messages[0].startswith("READY=1")
+    assert any(m == "WATCHDOG=1" for m in messages)
+    assert any(m.startswith("STATUS=fps") for m in messages)
+    assert proc.returncode == 0

@@ -1,0 +1,224 @@
+"""The threaded pipeline: ordering, drop-oldest, clean stop, failures, sink isolation."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge.config import TrackingConfig
+from edge.events import EmotionEvent
+from edge.pipeline import END, FrameQueue, Pipeline
+from edge.preprocessing import EMOTIONS
+from edge.sources import Frame, SourceError
+from edge.tracking import Tracker
+
+
+class FakeSource:
+    """``count`` small frames (forever when None), optionally paced and failing."""
+
+    def __init__(self, count: int | None, live: bool, period: float = 0.0,
+                 fail_at: set[int] | None = None) -> None:
+        self.count, self.live, self.period = count, live, period
+        self.fail_at = fail_at or set()
+        self.n = 0
+        self.opens = 0
+        self.gray = np.zeros((120, 160), np.uint8)
+
+    def open(self) -> None:
+        self.opens += 1
+
+    def read(self) -> Frame | None:
+        if self.count is not None and self.n >= self.count:
+            return None
+        if self.period:
+            time.sleep(self.period)
+        if self.n in self.fail_at:
+            self.fail_at.discard(self.n)
+            raise SourceError("camera unplugged")
+        f = Frame(self.n, time.time(), time.monotonic(), self.gray)
+        self.n += 1
+        return f
+
+    def close(self) -> None:
+        pass
+
+
+class FakeDetector:
+    """One face box per frame, in the same place."""
+
+    def downscale(self, gray: np.ndarray) -> np.ndarray:
+        return gray
+
+    def detect(self, gray: np.ndarray, small: np.ndarray | None = None) -> list:
+        return [(40, 30, 60, 60)]
+
+    def detect_regions(self, gray: np.ndarray, regions: list) -> list:
+        return [(40, 30, 60, 60)]
+
+
+class FakeClassifier:
+    labels = EMOTIONS
+
+    def __init__(self, delay: float = 0.0, jitter: float = 0.0, fail_on: int | None = None):
+        self.delay, self.jitter, self.fail_on = delay, jitter, fail_on
+        self.calls = 0
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.fail_on is not None and self.calls >= self.fail_on:
+            raise RuntimeError("interpreter exploded")
+        time.sleep(self.delay + random.random() * self.jitter)
+        out = np.full((len(faces), len(EMOTIONS)), 0.01, np.float32)
+        out[:, EMOTIONS.index("happy")] = 0.94
+        return out
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.events: list[EmotionEvent] = []
+        self.statuses: list[dict] = []
+        self.flushed = 0
+        self.closed = False
+
+    def write(self, event: EmotionEvent) -> None:
+        self.events.append(event)
+
+    def status(self, stats: dict) -> None:
+        self.statuses.append(stats)
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class BrokenSink(ListSink):
+    name = "broken"
+
+    def write(self, event: EmotionEvent) -> None:
+        raise OSError("disk full")
+
+
+def make(source, classifiers, sinks=None, **kw) -> tuple[Pipeline, ListSink, list[int]]:
+    sink = ListSink()
+    seen: list[int] = []
+    tracker = Tracker(TrackingConfig(min_hits=1), EMOTIONS, "dev", "m")
+    p = Pipeline(source, [(FakeDetector(), c) for c in classifiers], tracker,
+                 [sink, *(sinks or [])], on_frame=lambda f, b, t: seen.append(f.seq), **kw)
+    return p, sink, seen
+
+
+def test_frame_queue_drops_oldest_and_numbers_without_gaps() -> None:
+    q = FrameQueue(2, drop_oldest=True)
+    stop = threading.Event()
+    for i in range(5):
+        q.offer(i, stop)
+    assert q.dropped == 3
+    assert [q.get_nowait(), q.get_nowait()] == [(0, 3), (1, 4)]
+    q.offer(END, stop)
+    q.offer(END, stop)
+    q.offer(END, stop)  # end markers are never dropped
+    assert q.qsize() == 3
+
+
+def test_file_queue_waits_instead_of_dropping() -> None:
+    q = FrameQueue(1, drop_oldest=False)
+    stop = threading.Event()
+    q.offer("a", stop)
+    threading.Timer(0.2, q.get).start()
+    t0 = time.monotonic()
+    assert q.offer("b", stop) is True
+    assert time.monotonic() - t0 >= 0.15 and q.dropped == 0
+
+
+def test_results_are_reordered_with_several_workers() -> None:
+    classifiers = [FakeClassifier(jitter=0.01) for _ in range(3)]
+    p, sink, seen = make(FakeSource(60, live=False), classifiers)
+    result = p.run()
+    assert result.error is None
+    assert seen == list(range(60))  # every frame, in capture order
+    assert sum(c.calls for c in classifiers) == 60
+    assert all(c.calls > 0 for c in classifiers)
+    assert [e.type for e in sink.events] == ["appeared", "left"]
+    assert result.dropped == 0 and result.frames == 60
+
+
+def test_live_source_drops_oldest_when_behind_and_counts() -> None:
+    src = FakeSource(80, live=True, period=0.001)
+    p, _, seen = make(src, [FakeClassifier(delay=0.01)], queue_size=2)
+    result = p.run()
+    assert result.error is None
+    assert result.dropped > 0
+    assert len(seen) + result.dropped == 80
+    assert seen == sorted(seen)
+
+
+def test_clean_stop_under_load_flushes_events() -> None:
+    p, sink, _ = make(FakeSource(None, live=True, period=0.002),
+                      [FakeClassifier(delay=0.005), FakeClassifier(delay=0.005)])
+    p.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    p.stop()
+    assert p.wait(2.0)
+    result = p.join(2.0)
+    assert time.monotonic() - t0 < 2.0
+    assert result.error is None and result.frames > 10
+    assert [e.type for e in sink.events] == ["appeared", "left"]  # the face left at stop
+    assert sink.flushed == 1 and sink.closed
+
+
+def test_worker_exception_ends_the_run_quickly() -> None:
+    p, _, _ = make(FakeSource(None, live=True), [FakeClassifier(fail_on=5)])
+    t0 = time.monotonic()
+    result = p.run()
+    assert time.monotonic() - t0 < 2.0
+    assert isinstance(result.error, RuntimeError)
+    assert "interpreter exploded" in str(result.error)
+
+
+def test_file_source_error_ends_the_run() -> None:
+    p, _, _ = make(FakeSource(50, live=False, fail_at={10}), [FakeClassifier()])
+    result = p.run()
+    assert isinstance(result.error, SourceError)
+
+
+def test_live_source_failure_is_retried_and_recovers() -> None:
+    src = FakeSource(40, live=True, fail_at={10, 11})
+    p, _sink, seen = make(src, [FakeClassifier()], reconnect=(0.05, 0.1), drop_oldest=False)
+    result = p.run()
+    assert result.error is None
+    assert src.opens == 3  # first open, then one reopen per failure
+    assert result.stats["counters"]["source_reconnects"] == 2
+    assert len(seen) == 40
+
+
+def test_a_failing_sink_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    broken = BrokenSink()
+    p, sink, seen = make(FakeSource(30, live=False), [FakeClassifier()], sinks=[broken])
+    result = p.run()
+    assert result.error is None and len(seen) == 30
+    assert [e.type for e in sink.events] == ["appeared", "left"]
+    assert result.stats["counters"]["sink_errors.broken"] == 2
+    assert caplog.text.count("disk full") == 1  # logged once, counted every time
+
+
+def test_status_reaches_sinks_in_their_thread() -> None:
+    p, sink, _ = make(FakeSource(5, live=False, period=0.05), [FakeClassifier()])
+    p.start()
+    p.publish_status({"faces": 1})
+    p.wait(3.0)
+    p.join()
+    assert sink.statuses == [{"faces": 1}]
+
+
+def test_max_frames() -> None:
+    p, _, seen = make(FakeSource(None, live=False), [FakeClassifier()], max_frames=7)
+    assert p.run().error is None and seen == list(range(7))

@@ -1,0 +1,153 @@
+"""Frame sources: OpenCV file, still images, the Picamera2 adapter on a fake module."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import SourceConfig
+from edge.sources import (
+    ImageSource,
+    OpenCVSource,
+    Picamera2Source,
+    SourceError,
+    list_images,
+    make_source,
+)
+from tests import fake_picamera2
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_VIDEO = ROOT / "models/sample/astronaut.mp4"
+SAMPLE_IMAGE = ROOT / "models/sample/astronaut.jpg"
+
+
+def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120)) -> Path:
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    for i in range(frames):
+        img = np.full((h, w, 3), 20 * i % 255, np.uint8)
+        cv2.putText(img, str(i), (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+def drain(source) -> list:
+    source.open()
+    frames = []
+    try:
+        while (f := source.read()) is not None:
+            frames.append(f)
+    finally:
+        source.close()
+    return frames
+
+
+def test_video_file_reads_every_frame_then_ends(tmp_path: Path) -> None:
+    src = OpenCVSource(str(write_video(tmp_path / "v.mp4", 12)))
+    assert src.live is False
+    frames = drain(src)
+    assert [f.seq for f in frames] == list(range(12))
+    f = frames[0]
+    assert f.gray.shape == (120, 160) and f.gray.dtype == np.uint8
+    assert f.image is not None and f.image.shape == (120, 160, 3)
+    np.testing.assert_array_equal(f.gray, cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY))
+    assert frames[1].mono >= frames[0].mono
+
+
+def test_video_loop_restarts(tmp_path: Path) -> None:
+    src = OpenCVSource(str(write_video(tmp_path / "v.mp4", 5)), loop=True)
+    src.open()
+    seqs = [src.read().seq for _ in range(12)]
+    src.close()
+    assert seqs == list(range(12))
+
+
+def test_missing_file_and_bad_camera() -> None:
+    with pytest.raises(SourceError, match="no such video file"):
+        OpenCVSource("/nonexistent/clip.mp4").open()
+    cam = OpenCVSource(97)  # no /dev/video97 here
+    assert cam.live is True
+    with pytest.raises(SourceError, match="cannot open video source 97"):
+        cam.open()
+
+
+def test_images_file_folder_glob(tmp_path: Path) -> None:
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        p = tmp_path / name
+        if name.endswith("txt"):
+            p.write_text("x")
+        else:
+            cv2.imwrite(str(p), np.zeros((30, 40, 3), np.uint8))
+    assert [p.name for p in list_images(str(tmp_path))] == ["a.jpg", "b.png"]
+    assert [p.name for p in list_images(str(tmp_path / "*.png"))] == ["b.png"]
+    frames = drain(ImageSource(str(tmp_path)))
+    assert [Path(f.name).name for f in frames] == ["a.jpg", "b.png"]
+    assert frames[0].gray.shape == (30, 40)
+    with pytest.raises(SourceError, match="no images found"):
+        ImageSource(str(tmp_path / "*.gif")).open()
+
+
+def test_unreadable_image_raises_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    src = ImageSource(str(bad))
+    src.open()
+    with pytest.raises(SourceError, match=r"bad\.png: unreadable image"):
+        src.read()
+
+
+def test_picamera2_adapter_on_fake_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    photo = cv2.imread(str(SAMPLE_IMAGE))
+    monkeypatch.setitem(sys.modules, "picamera2", fake_picamera2.module([photo]))
+    src = Picamera2Source(640, 480, 30, detect_width=320, keep_color=False)
+    src.open()
+    cam = fake_picamera2.FakePicamera2.instances[0]
+    assert cam.config["main"]["format"] == "YUV420"
+    assert cam.config["lores"] == {"size": (320, 240), "format": "YUV420"}
+    frame = src.read()
+    assert frame.image is None
+    assert frame.gray.shape == (480, 640)
+    assert frame.small_gray.shape == (240, 320)  # the Y plane of lores, no conversion
+    expected = cv2.cvtColor(cv2.resize(photo, (640, 480)), cv2.COLOR_BGR2YUV_I420)[:480]
+    np.testing.assert_array_equal(frame.gray, expected)
+    src.close()
+    assert cam.closed and not cam.started
+
+
+def test_picamera2_colour_and_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    photo = cv2.imread(str(SAMPLE_IMAGE))
+    monkeypatch.setitem(sys.modules, "picamera2", fake_picamera2.module([photo], fail_after=2))
+    src = Picamera2Source(640, 480, 30, detect_width=300, keep_color=True)
+    src.open()
+    f = src.read()
+    assert f.image.shape == (480, 640, 3) and f.gray.shape == (480, 640)
+    assert f.small_gray.shape == (224, 300)  # even, for YUV420
+    src.read()
+    with pytest.raises(SourceError, match="stopped delivering"):
+        src.read()
+
+
+def test_picamera2_absent_explains_apt_and_venv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # makes the import fail
+    with pytest.raises(SourceError) as info:
+        Picamera2Source().open()
+    msg = str(info.value)
+    assert "apt install python3-picamera2" in msg and "--system-site-packages" in msg
+
+
+def test_auto_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    assert isinstance(make_source(SourceConfig(kind="auto", uri=0)), OpenCVSource)
+    photo = cv2.imread(str(SAMPLE_IMAGE))
+    monkeypatch.setitem(sys.modules, "picamera2", fake_picamera2.module([photo]))
+    assert isinstance(make_source(SourceConfig(kind="auto", uri=0)), Picamera2Source)
+    assert isinstance(make_source(SourceConfig(uri=str(SAMPLE_VIDEO))), OpenCVSource)
+    assert isinstance(make_source(SourceConfig(uri=str(SAMPLE_IMAGE))), ImageSource)
+    assert isinstance(make_source(SourceConfig(uri=str(tmp_path))), ImageSource)
+    assert isinstance(make_source(SourceConfig(uri="rtsp://cam.local/stream")), OpenCVSource)
+    assert make_source(SourceConfig(kind="opencv", uri="2")).uri == 2
