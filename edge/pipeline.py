@@ -403,6 +403,7 @@ class Pipeline:
                 for ev in events:
                     self.events.put(ev)
                 stats.set("faces", sum(1 for t in tracker.tracks if t.confirmed))
+                stats.set("dominant", tracker.dominant())
                 stats.frame_done()
                 if self.on_frame is not None:
                     self.on_frame(frame, res.boxes, tracker)

@@ -179,6 +179,9 @@ class Service:
         notifier.ready("starting")
         every = self.cfg.pipeline.stats_every_s
         next_stats = time.monotonic() + every if every else float("inf")
+        mqtt = self.cfg.sinks.mqtt
+        status_every = mqtt.state_every_s if mqtt.enabled else every
+        next_status = time.monotonic() + (status_every or float("inf"))
         next_ping, last_frames, last_progress = time.monotonic(), -1, time.monotonic()
         stall = self.cfg.source.stall_timeout_s
         while not p.wait(0.25):
@@ -195,8 +198,10 @@ class Service:
                 line = stats.line()
                 log.info("%s", line)
                 notifier.status(line)
-                p.publish_status(self.status())
                 next_stats = now + every
+            if now >= next_status:
+                p.publish_status(self.status())
+                next_status = now + status_every
         notifier.stopping()
         result = p.join(timeout=2.0)
         if isinstance(p.on_frame, VideoAnnotator):
@@ -209,14 +214,9 @@ class Service:
     def status(self) -> dict:
         """The runtime state sinks publish (e.g. MQTT ``state``)."""
         snap = self.pipeline.stats.snapshot()
-        tracker = self.pipeline.tracker
-        faces = [t for t in tracker.tracks if t.confirmed]
-        dominant = None
-        if faces:
-            from collections import Counter
-
-            dominant = Counter(tracker.labels[t.reported] for t in faces).most_common(1)[0][0]
-        return {"faces": len(faces), "dominant": dominant, "fps": snap["fps"],
-                "source": snap["gauges"].get("source", "ok"),
-                "dropped": snap["counters"].get("dropped", 0),
+        gauges = snap["gauges"]
+        return {"faces": gauges.get("faces", 0), "dominant": gauges.get("dominant"),
+                "fps": snap["fps"],
+                "source": gauges.get("source", "ok"),
+                "dropped": gauges.get("dropped", 0),
                 "events": snap["counters"].get("events", 0)}

@@ -95,6 +95,6 @@ class Stats:
             return f"{s[stage]['p50_ms']:.1f}" if stage in s else "-"
 
         return (f"fps {snap['fps']:.1f} | frames {c.get('frames', 0)} | faces {g.get('faces', 0)} "
-                f"| dropped {c.get('dropped', 0)} | events {c.get('events', 0)} | p50 ms: "
+                f"| dropped {g.get('dropped', 0)} | events {c.get('events', 0)} | p50 ms: "
                 f"capture {p50('capture')} detect {p50('detect')} classify {p50('classify')} "
                 f"track {p50('track')} sink {p50('sink')} | capture->event {p50('latency')}")

@@ -115,6 +115,14 @@ class Tracker:
         self.tracks.clear()
         return events
 
+    def dominant(self) -> str | None:
+        """The most common reported emotion among the faces in view (None when empty)."""
+        counts: dict[int, int] = {}
+        for t in self.tracks:
+            if t.confirmed:
+                counts[t.reported] = counts.get(t.reported, 0) + 1
+        return self.labels[max(counts, key=counts.get)] if counts else None
+
     def regions(self, margin: float) -> list[Box]:
         """Boxes of the live tracks widened by ``margin`` per side (where to look next)."""
         out = []

@@ -21,15 +21,18 @@ class FakeSource:
     """``count`` small frames (forever when None), optionally paced and failing."""
 
     def __init__(self, count: int | None, live: bool, period: float = 0.0,
-                 fail_at: set[int] | None = None) -> None:
+                 fail_at: set[int] | None = None, fail_opens: int = 0) -> None:
         self.count, self.live, self.period = count, live, period
         self.fail_at = fail_at or set()
+        self.fail_opens = fail_opens
         self.n = 0
         self.opens = 0
         self.gray = np.zeros((120, 160), np.uint8)
 
     def open(self) -> None:
         self.opens += 1
+        if self.opens <= self.fail_opens:
+            raise SourceError("cannot open video source 0")
 
     def read(self) -> Frame | None:
         if self.count is not None and self.n >= self.count:
@@ -198,6 +201,19 @@ def test_live_source_failure_is_retried_and_recovers() -> None:
     assert src.opens == 3  # first open, then one reopen per failure
     assert result.stats["counters"]["source_reconnects"] == 2
     assert len(seen) == 40
+
+
+def test_camera_that_fails_to_open_is_retried_and_reported() -> None:
+    src = FakeSource(20, live=True, fail_opens=3)
+    p, _sink, seen = make(src, [FakeClassifier()], reconnect=(0.1, 0.2), drop_oldest=False)
+    p.start()
+    time.sleep(0.15)
+    assert p.stats.snapshot()["gauges"]["source"] == "down"  # reported while it is away
+    assert p.wait(5.0)
+    result = p.join()
+    assert result.error is None and src.opens == 4 and len(seen) == 20
+    assert result.stats["gauges"]["source"] == "ok"
+    assert result.stats["counters"]["source_errors"] == 2  # the retries that failed
 
 
 def test_a_failing_sink_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:

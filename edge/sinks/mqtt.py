@@ -1,0 +1,253 @@
+"""MQTT sink (paho-mqtt 2.x): events at QoS 1, retained state and status, HA discovery.
+
+Topics under ``<prefix>/<device>/``:
+
+- ``event``: one JSON event per message, QoS 1, in order;
+- ``state``: retained summary (faces in view, dominant emotion, fps, source health);
+- ``status``: retained ``online`` on connect, ``offline`` as the last will and on stop.
+
+No event is lost: every event is first appended to an on-disk spool and leaves it only
+when the broker has acknowledged it. A delivery thread publishes from the head of the
+spool, at most ``max_inflight`` at a time; after a reconnect it starts again from the
+head, so an event whose acknowledgement was lost may arrive twice (consumers de-duplicate
+by ``(device, frame, face, type)``) but none is missing and the order is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edge.config import ConfigError, MqttSinkConfig
+from edge.events import EmotionEvent
+from edge.sinks.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+def read_password(cfg: MqttSinkConfig) -> str | None:
+    """The broker password from ``password_file`` or ``password_env`` (never from YAML)."""
+    if cfg.password_file:
+        try:
+            return Path(cfg.password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"sinks.mqtt.password_file: cannot read {cfg.password_file} "
+                              f"({exc.strerror})") from None
+    if cfg.password_env:
+        value = os.environ.get(cfg.password_env)
+        if value is None:
+            raise ConfigError(f"sinks.mqtt.password_env: environment variable "
+                              f"{cfg.password_env} is not set")
+        return value
+    return None
+
+
+class MqttSink:
+    """Publishes events, state and status to an MQTT broker.
+
+    Args:
+        cfg: the ``sinks.mqtt`` settings.
+        device: device name (a topic level).
+        state_dir: where the spool lives (``<state_dir>/mqtt-spool.db``).
+        drain_s: how long ``close`` waits for the spool to empty while connected.
+    """
+
+    name = "mqtt"
+
+    def __init__(self, cfg: MqttSinkConfig, device: str, state_dir: Path,
+                 drain_s: float = 1.0) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.drain_s = drain_s
+        base = f"{cfg.topic_prefix}/{device}"
+        self.topic_event, self.topic_state, self.topic_status = (
+            f"{base}/event", f"{base}/state", f"{base}/status")
+        password = read_password(cfg)
+        try:
+            self.spool = Spool(Path(state_dir) / "mqtt-spool.db", cfg.spool_max_events)
+        except Exception as exc:
+            raise ConfigError(f"state_dir: cannot keep the MQTT spool in {state_dir} ({exc})") \
+                from None
+        self.discarded = 0
+        self.delivered = 0
+        if len(self.spool):
+            log.info("MQTT spool holds %d undelivered event(s) from before; replaying them",
+                     len(self.spool))
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=cfg.client_id or f"emotion-edge-{device}",
+                             protocol=mqtt.MQTTv311)
+        if cfg.username:
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls.enabled:
+            try:
+                client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file,
+                               keyfile=cfg.tls.key_file)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"sinks.mqtt.tls: {exc}") from None
+            client.tls_insecure_set(cfg.tls.insecure)
+        client.will_set(self.topic_status, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(int(max(1, cfg.reconnect.initial_s)),
+                                   int(max(1, cfg.reconnect.max_s)))
+        client.max_inflight_messages_set(cfg.max_inflight)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self.client = client
+
+        self._connected = threading.Event()
+        self._reset = threading.Event()  # a (re)connect: resend from the spool head
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._last_refusal = ""
+        self._thread = threading.Thread(target=self._deliver, name="mqtt-delivery", daemon=True)
+        self._thread.start()
+        client.connect_async(cfg.host, cfg.port, cfg.keepalive_s)
+        client.loop_start()
+        log.info("MQTT sink: %s:%d, topics %s/{event,state,status}%s", cfg.host, cfg.port, base,
+                 " (TLS)" if cfg.tls.enabled else "")
+
+    # -- sink interface (pipeline's sink thread) --------------------------------------------
+
+    def write(self, event: EmotionEvent) -> None:
+        discarded = self.spool.append(self.topic_event, event.to_json())
+        if discarded:
+            self.discarded += discarded
+            log.warning("MQTT spool full (%d events): discarded the %d oldest; %d discarded "
+                        "since start", self.cfg.spool_max_events, discarded, self.discarded)
+        self._wake.set()
+
+    def status(self, stats: dict) -> None:
+        if self._connected.is_set():
+            state = {**stats, "device": self.device, "spooled": len(self.spool),
+                     "discarded": self.discarded, "ts": time.time()}
+            self.client.publish(self.topic_state, json.dumps(state), qos=1, retain=True)
+
+    def flush(self) -> None:
+        """Wait briefly for the spool to drain while connected (events stay spooled if not)."""
+        deadline = time.monotonic() + self.drain_s
+        while len(self.spool) and self._connected.is_set() and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self.flush()
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(2.0)
+        if self._connected.is_set():
+            info = self.client.publish(self.topic_status, "offline", qos=1, retain=True)
+            # If the connection drops now, the broker publishes the will: "offline" too.
+            with contextlib.suppress(ValueError, RuntimeError):
+                info.wait_for_publish(0.5)
+        self.client.disconnect()
+        self.client.loop_stop()
+        left = len(self.spool)
+        self.spool.close()
+        if left:
+            log.info("MQTT: %d event(s) stay spooled for the next start", left)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- paho callbacks (paho's network thread): flags and queues only ------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            text = str(reason)
+            if text != self._last_refusal:
+                hint = (" (check sinks.mqtt.username and the password)"
+                        if "authori" in text.lower() or "password" in text.lower() else "")
+                log.error("MQTT broker %s:%d refused the connection: %s%s", self.cfg.host,
+                          self.cfg.port, text, hint)
+                self._last_refusal = text
+            return
+        self._last_refusal = ""
+        log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
+        client.publish(self.topic_status, "online", qos=1, retain=True)
+        if self.cfg.homeassistant_discovery:
+            self._publish_discovery(client)
+        self._reset.set()
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if self._connected.is_set():
+            log.warning("MQTT disconnected (%s); events are spooled until the broker is back",
+                        reason)
+        self._connected.clear()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        self._acks.put(mid)
+        self._wake.set()
+
+    # -- delivery thread --------------------------------------------------------------------
+
+    def _deliver(self) -> None:
+        inflight: dict[int, int] = {}  # mid -> spool id
+        last_sent = 0
+        while not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            while True:
+                try:
+                    mid = self._acks.get_nowait()
+                except queue.Empty:
+                    break
+                entry = inflight.pop(mid, None)
+                if entry is not None:
+                    self.spool.remove(entry)
+                    self.delivered += 1
+            if self._reset.is_set():
+                self._reset.clear()
+                inflight.clear()
+                last_sent = 0
+            if not self._connected.is_set():
+                continue
+            room = self.cfg.max_inflight - len(inflight)
+            if room <= 0:
+                continue
+            for entry, topic, payload in self.spool.after(last_sent, room):
+                info = self.client.publish(topic, payload, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break  # disconnected meanwhile; resent from the head after reconnect
+                inflight[info.mid] = entry
+                last_sent = entry
+
+    def _publish_discovery(self, client: mqtt.Client) -> None:
+        node = f"emotion_edge_{self.device}".replace("-", "_")
+        device = {"identifiers": [node], "name": f"Emotion {self.device}",
+                  "model": "emotion-edge", "manufacturer": "emotion-edge"}
+        sensors = {
+            "dominant_emotion": {"name": "Dominant emotion",
+                                 "value_template": "{{ value_json.dominant or 'none' }}",
+                                 "icon": "mdi:emoticon-outline"},
+            "faces": {"name": "Faces in view", "value_template": "{{ value_json.faces }}",
+                      "state_class": "measurement", "icon": "mdi:account-multiple"},
+            "fps": {"name": "Frame rate", "value_template": "{{ value_json.fps }}",
+                    "unit_of_measurement": "fps", "state_class": "measurement",
+                    "entity_category": "diagnostic"},
+        }
+        for key, extra in sensors.items():
+            config = {"unique_id": f"{node}_{key}", "object_id": f"{node}_{key}",
+                      "state_topic": self.topic_state, "availability_topic": self.topic_status,
+                      "payload_available": "online", "payload_not_available": "offline",
+                      "device": device, **extra}
+            client.publish(f"{self.cfg.discovery_prefix}/sensor/{node}/{key}/config",
+                           json.dumps(config), qos=1, retain=True)

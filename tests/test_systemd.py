@@ -1,0 +1,87 @@
+"""The systemd unit (systemd-analyze verify) and the idempotent installer."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.config import load
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "systemd" / "emotion-edge.service"
+ANALYZE = shutil.which("systemd-analyze")
+
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed")
+
+
+def verify(unit_text: str, folder: Path) -> subprocess.CompletedProcess:
+    """``systemd-analyze verify`` on a copy whose ExecStart points at this Python."""
+    unit = folder / "emotion-edge.service"
+    unit.write_text(unit_text.replace("/opt/emotion-edge/venv/bin/python", sys.executable))
+    return subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def problems(result: subprocess.CompletedProcess) -> list[str]:
+    # verify exits 0 on a misspelt key or a bad value and only warns on stderr, so any
+    # stderr line about this unit is a failure.
+    return [ln for ln in result.stderr.splitlines() if "emotion-edge.service" in ln]
+
+
+@needs_analyze
+def test_unit_verifies_cleanly(tmp_path: Path) -> None:
+    result = verify(UNIT.read_text(), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert problems(result) == []
+
+
+@needs_analyze
+def test_the_check_catches_a_misspelt_key(tmp_path: Path) -> None:
+    bad = UNIT.read_text().replace("NoNewPrivileges=yes", "NoNewPrivilege=yes")
+    assert problems(verify(bad, tmp_path))
+
+
+def test_unit_has_what_the_service_needs() -> None:
+    text = UNIT.read_text()
+    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+                 "PrivateTmp=yes", "DeviceAllow=char-video4linux rw", "User=emotion-edge",
+                 "SupplementaryGroups=video"):
+        assert line in text, line
+
+
+def test_installer_is_idempotent_and_keeps_the_config(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    cmd = ["bash", str(ROOT / "systemd" / "install.sh"), "--destdir", str(root),
+           "--no-enable", "--offline", "--prefix", "/opt/ee"]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHON": sys.executable,
+           "HOME": str(tmp_path)}
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert first.returncode == 0, first.stderr + first.stdout
+    venv_python = root / "opt/ee/venv/bin/python"
+    probe = subprocess.run([str(venv_python), "-c", "import edge, edge.model; "
+                            "print(edge.__file__)"], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert str(ROOT) not in probe.stdout  # the installed copy, not the checkout
+
+    config = root / "etc/emotion-edge/config.yaml"
+    cfg = load(config)
+    assert cfg.source.uri == 0
+    assert cfg.model.path == "/opt/ee/models/emotion_int8.tflite"
+    assert cfg.sinks.log.path == "/var/lib/emotion-edge/events.jsonl"
+    assert cfg.state_dir == "/var/lib/emotion-edge"
+    assert (root / "opt/ee/models/sample/astronaut.mp4").exists()
+    unit = (root / "etc/systemd/system/emotion-edge.service").read_text()
+    assert "ExecStart=/opt/ee/venv/bin/python -m edge" in unit
+
+    config.write_text(config.read_text().replace("device: edge-1", "device: hall"))
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "kept the existing config" in second.stdout
+    assert load(config).device == "hall"
+
