@@ -69,7 +69,7 @@ class DetectorConfig:
     min_size: int = 48
     margin: float = 0.15
     equalize: bool = False
-    full_every: int = 1
+    full_every: int = 5
     region_margin: float = 0.5
 
     def _validate(self, at: str) -> None:

@@ -290,7 +290,8 @@ class Pipeline:
                 continue
             if frame is None:
                 break
-            stats.record("capture", time.perf_counter() - t0)
+            stats.record("capture", time.perf_counter() - t0 - frame.gray_s)
+            stats.record("gray", frame.gray_s)
             n += 1
             self.frames.offer(frame, self.abort_event)
             stats.set("dropped", self.frames.dropped)
@@ -357,15 +358,20 @@ class Pipeline:
             self.results.put(FrameResult(order, frame, boxes, probs))
 
     def _detect(self, det: FaceDetector, frame: Frame, order: int) -> list[Box]:
+        """Full-frame detection every ``full_every`` frames; in between, only around the
+        tracked faces, falling back to a full detection when one of them is not found
+        (it moved fast, or the scene cut) or when nobody is tracked."""
         stats = self.stats
         regions = self._regions
-        partial = self.full_every > 1 and bool(regions) and order % self.full_every != 0
-        t0 = time.perf_counter()
-        if partial:
-            boxes = det.detect_regions(frame.gray, list(regions))
+        if self.full_every > 1 and regions and order % self.full_every != 0:
+            t0 = time.perf_counter()
+            boxes = det.detect_around(frame.gray, list(regions), self.region_margin)
             stats.record("detect", time.perf_counter() - t0)
-            stats.add("detect_partial")
-            return boxes
+            if len(boxes) >= len(regions):
+                stats.add("detect_partial")
+                return boxes
+            stats.add("detect_fallback")
+        t0 = time.perf_counter()
         small = frame.small_gray if frame.small_gray is not None else det.downscale(frame.gray)
         t1 = time.perf_counter()
         boxes = det.detect(frame.gray, small)
@@ -399,11 +405,15 @@ class Pipeline:
                 events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs)
                 stats.record("track", time.perf_counter() - t0)
                 if self.full_every > 1:
-                    self._regions = tuple(tracker.regions(self.region_margin))
+                    self._regions = tuple(tracker.boxes())
                 for ev in events:
                     self.events.put(ev)
                 stats.set("faces", sum(1 for t in tracker.tracks if t.confirmed))
                 stats.set("dominant", tracker.dominant())
+                if res.boxes:
+                    stats.add("faces_detected", len(res.boxes))
+                    stats.add("frames_with_face")
+                stats.record("frame_latency", time.monotonic() - frame.mono)
                 stats.frame_done()
                 if self.on_frame is not None:
                     self.on_frame(frame, res.boxes, tracker)

@@ -44,6 +44,7 @@ class Frame:
         small_gray: an already downscaled grayscale frame for detection (Picamera2 lores),
             or ``None`` to let the detector downscale ``gray``.
         name: file name for still images, else ``""``.
+        gray_s: seconds spent converting to gray (reported as its own stage).
     """
 
     seq: int
@@ -53,6 +54,7 @@ class Frame:
     image: np.ndarray | None = None
     small_gray: np.ndarray | None = None
     name: str = ""
+    gray_s: float = 0.0
 
 
 class FrameSource(Protocol):
@@ -129,7 +131,10 @@ class OpenCVSource:
                     return None
                 raise SourceError(f"video source {self.uri!r} stopped delivering frames")
         now, mono = time.time(), time.monotonic()
-        frame = Frame(self._seq, now, mono, _gray(image), image if self.keep_color else None)
+        t0 = time.perf_counter()
+        gray = _gray(image)
+        frame = Frame(self._seq, now, mono, gray, image if self.keep_color else None,
+                      gray_s=time.perf_counter() - t0)
         self._seq += 1
         return frame
 

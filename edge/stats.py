@@ -14,7 +14,7 @@ import numpy as np
 
 #: Stages in pipeline order, as reported.
 STAGES: tuple[str, ...] = ("capture", "gray", "resize", "detect", "crop", "classify",
-                           "classify_face", "track", "sink", "latency")
+                           "classify_face", "track", "sink", "frame_latency", "latency")
 
 
 class Stats:

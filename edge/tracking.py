@@ -123,14 +123,9 @@ class Tracker:
                 counts[t.reported] = counts.get(t.reported, 0) + 1
         return self.labels[max(counts, key=counts.get)] if counts else None
 
-    def regions(self, margin: float) -> list[Box]:
-        """Boxes of the live tracks widened by ``margin`` per side (where to look next)."""
-        out = []
-        for t in self.tracks:
-            x, y, w, h = t.box
-            dx, dy = int(w * margin), int(h * margin)
-            out.append((x - dx, y - dy, w + 2 * dx, h + 2 * dy))
-        return out
+    def boxes(self) -> list[Box]:
+        """Last boxes of the live tracks (where to look for them next)."""
+        return [t.box for t in self.tracks]
 
     def _associate(self, boxes: list[Box]) -> tuple[list[tuple[Track, int]], list[int]]:
         pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks)

@@ -42,12 +42,16 @@ def test_boxes_map_back_to_full_resolution(gray: np.ndarray) -> None:
     assert len(boxes) == 1 and iou(boxes[0], scaled) > 0.6
 
 
-def test_region_detection_finds_the_tracked_face(gray: np.ndarray) -> None:
+def test_detection_around_a_tracked_face(gray: np.ndarray) -> None:
     det = FaceDetector(DetectorConfig())
     x, y, w, h = FACE
-    boxes = det.detect_regions(gray, [(x - 50, y - 50, w + 100, h + 100)])
+    moved = (x + 15, y - 10, w, h)  # where the face was a frame ago
+    boxes = det.detect_around(gray, [moved], 0.5)
     assert len(boxes) == 1 and iou(boxes[0], FACE) > 0.6
-    assert det.detect_regions(gray, [(380, 300, 120, 120)]) == []
+    assert det.detect_around(gray, [(380, 300, 100, 100)], 0.5) == []  # no face there
+    big = cv2.resize(gray, (1024, 1024))
+    boxes = det.detect_around(big, [tuple(v * 2 for v in moved)], 0.5)
+    assert len(boxes) == 1 and iou(boxes[0], tuple(v * 2 for v in FACE)) > 0.6
 
 
 def test_min_size_filters_small_faces(gray: np.ndarray) -> None:
