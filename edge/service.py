@@ -206,6 +206,7 @@ class Service:
         result = p.join(timeout=2.0)
         if isinstance(p.on_frame, VideoAnnotator):
             p.on_frame.close()
+        log.info("%s", stats.line())
         log.info("stopped: %d frames, %d events, %d dropped", result.frames, result.events,
                  result.dropped)
         notifier.close()
