@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="split for the parity check (default PublicTest)")
     p.add_argument("--min-agreement", type=float, default=0.98,
                    help="fail when top-1 agreement with Keras is below this (default 0.98)")
+    p.add_argument("--flip-average", action="store_true",
+                   help="fold horizontal-flip test-time averaging into the model (2x compute)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--latency-runs", type=int, default=300,
                    help="single-face invokes timed per mode with --mode all (default 300)")
@@ -116,6 +118,10 @@ def _run(args: argparse.Namespace, command: str) -> int:
         model = keras.models.load_model(args.model)
     except Exception as exc:  # Keras raises many types for a file that is not a model
         raise ConvertError(f"{args.model}: cannot be loaded as a Keras model ({exc})") from None
+    if args.flip_average:
+        from train.presets import with_flip_averaging
+
+        model = with_flip_averaging(model)
     in_shape = tuple(model.inputs[0].shape[1:])
     if in_shape != (FACE_SIZE, FACE_SIZE, 1) or model.outputs[0].shape[-1] != len(EMOTIONS):
         raise ConvertError(
@@ -149,7 +155,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
             "preprocessing": PREPROCESSING,
             "sha256": sha256_file(tflite_path),
             "size_bytes": tflite_path.stat().st_size,
-            "source": {"keras": str(args.model), "sha256": keras_sha},
+            "source": {"keras": str(args.model), "sha256": keras_sha,
+                       "flip_average": bool(args.flip_average)},
             "calibration": ({"faces": len(calibration), "split": "Training", "seed": args.seed,
                              "stratified": True} if mode == "int8" else None),
             "command": command,

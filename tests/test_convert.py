@@ -111,3 +111,17 @@ def test_data_shape_mismatch(tmp_path: Path, fer_csv: Path,
     model.save(path)
     assert quantize(["--model", str(path), "--data", str(fer_csv), "--out", str(tmp_path)]) == 2
     assert "model takes (32, 32, 1)" in caplog.text
+
+
+def test_flip_average_folds_the_mirror_into_the_graph(trained_run: Path, fer_csv: Path,
+                                                      converted: Path, tmp_path: Path) -> None:
+    code = quantize(["--model", str(trained_run / "best.keras"), "--data", str(fer_csv),
+                     "--out", str(tmp_path), "--mode", "float32", "--flip-average"])
+    assert code == 0
+    card = json.loads((tmp_path / "emotion_float32.json").read_text())
+    assert card["source"]["flip_average"] is True
+    flip = EmotionClassifier(tmp_path / "emotion_float32.tflite")
+    plain = EmotionClassifier(converted / "emotion_float32.tflite")
+    faces = load(fer_csv, ("PublicTest",))["PublicTest"].images[:5]
+    expected = (plain.classify(faces) + plain.classify(np.ascontiguousarray(faces[:, :, ::-1])))
+    np.testing.assert_allclose(flip.classify(faces), expected / 2, atol=1e-5)

@@ -21,8 +21,13 @@ from train.metrics import classification_metrics, format_table, plot_confusion
 log = logging.getLogger("train.evaluate")
 
 
-def predict_probs(model_path: str | Path, faces: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Class probabilities of ``(N, 48, 48)`` uint8 faces from a ``.keras`` or ``.tflite``."""
+def predict_probs(model_path: str | Path, faces: np.ndarray, threads: int = 1,
+                  flip_average: bool = False) -> np.ndarray:
+    """Class probabilities of ``(N, 48, 48)`` uint8 faces from a ``.keras`` or ``.tflite``.
+
+    ``flip_average`` (Keras only) averages each face with its mirror image, as a model
+    converted with ``--flip-average`` does in its graph.
+    """
     path = Path(model_path)
     if path.suffix == ".tflite":
         from convert.parity import classify_all
@@ -33,12 +38,17 @@ def predict_probs(model_path: str | Path, faces: np.ndarray, threads: int = 1) -
     import keras
 
     model = keras.models.load_model(path)
-    return model.predict(faces[..., None].astype(np.float32), batch_size=256, verbose=0)
+    x = faces[..., None].astype(np.float32)
+    probs = model.predict(x, batch_size=256, verbose=0)
+    if flip_average:
+        probs = (probs + model.predict(x[:, :, ::-1], batch_size=256, verbose=0)) / 2
+    return probs
 
 
-def evaluate(model_path: str | Path, faces: FaceSet, threads: int = 1) -> dict:
+def evaluate(model_path: str | Path, faces: FaceSet, threads: int = 1,
+             flip_average: bool = False) -> dict:
     """Metrics of ``model_path`` on ``faces`` (see :func:`classification_metrics`)."""
-    probs = predict_probs(model_path, faces.images, threads)
+    probs = predict_probs(model_path, faces.images, threads, flip_average)
     result = classification_metrics(faces.labels, probs.argmax(axis=1))
     result["model"] = str(model_path)
     result["data"] = faces.source
@@ -56,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--confusion", metavar="PNG", help="also save the confusion matrix here")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for .tflite")
+    p.add_argument("--flip-average", action="store_true",
+                   help="(.keras) average each face with its mirror image")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -74,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     from edge.model import ModelError
 
     try:
-        result = evaluate(model, faces, args.threads)
+        if args.flip_average and model.suffix == ".tflite":
+            log.error("--flip-average is for .keras models; a .tflite converted with "
+                      "--flip-average already averages in its graph")
+            return 2
+        result = evaluate(model, faces, args.threads, args.flip_average)
     except ModelError as exc:
         log.error("%s", exc)
         return 2

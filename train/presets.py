@@ -141,3 +141,15 @@ def count_macs(model: keras.Model) -> int:
         elif isinstance(layer, layers.Dense):
             total += layer.input.shape[-1] * layer.units
     return int(total)
+
+
+def with_flip_averaging(model: keras.Model) -> keras.Model:
+    """The model averaged over the face and its mirror image, in one graph.
+
+    Test-time augmentation folded into the model: the device runs one invoke and gets
+    the averaged probabilities, at twice the multiply-accumulates.
+    """
+    inputs = keras.Input(shape=INPUT_SHAPE, name="pixels")
+    mirrored = layers.Lambda(lambda x: keras.ops.flip(x, axis=2), name="mirror")(inputs)
+    probs = layers.Average(name="flip_average")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, probs, name=f"{model.name}_flip")
