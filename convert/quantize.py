@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.model import EmotionClassifier, ModelCard, ModelError, load_runtime, sha256_file
 from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
+from edge.sysinfo import describe
 
 log = logging.getLogger("convert")
 
@@ -177,7 +178,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
             card["latency_ms_per_face"] = {
                 "median": latency_ms(classifier, val.images[0], args.latency_runs),
                 "runs": args.latency_runs, "threads": 1, "batch": 1,
-                "runtime": f"{runtime.name} {runtime.version}", "machine": _machine()}
+                "runtime": f"{runtime.name} {runtime.version}", "machine": describe()}
         card_path = tflite_path.with_suffix(".json")
         card_path.write_text(json.dumps(card, indent=1) + "\n")
         rows.append(card)
@@ -204,18 +205,6 @@ def _tensor_card(classifier: EmotionClassifier, which: str) -> dict:
     quantized = dtype != np.float32
     return {"shape": shape, "dtype": str(dtype),
             "scale": scale if quantized else None, "zero_point": zero if quantized else None}
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def _table(rows: list[dict]) -> str:

@@ -32,6 +32,7 @@ from edge.pipeline import Pipeline
 from edge.sinks.jsonl import JsonLinesSink
 from edge.sources import OpenCVSource
 from edge.stats import Stats
+from edge.sysinfo import cpu_model
 from edge.tracking import Tracker
 
 log = logging.getLogger("edge.bench")
@@ -42,21 +43,13 @@ MODES = ("int8", "float16", "dynamic", "float32")
 
 def machine() -> dict:
     """CPU model, cores, OS and library versions of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = {}
     for dist in ("ai-edge-litert", "opencv-python-headless", "numpy"):
         try:
             versions[dist] = version(dist)
         except PackageNotFoundError:
             continue
-    return {"cpu": cpu, "cores": os.cpu_count(), "cores_used": len(os.sched_getaffinity(0)),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "cores_used": len(os.sched_getaffinity(0)),
             "python": platform.python_version(), "system": platform.platform(),
             "versions": versions}
 

@@ -51,31 +51,30 @@ class TrainConfig:
     resume: bool = False
 
 
-class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+class _Resumable:
+    """Restores a callback's counters (``best``, ``wait``, ``cooldown``) after a resume.
+
+    Keras resets them in ``on_train_begin``; this puts the saved ones back right after.
+    """
+
+    def __init__(self, restored: dict | None, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._restored = restored
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self._restored:
+            self.best, self.wait = self._restored["best"], self._restored["wait"]
+            if "cooldown" in self._restored:
+                self.cooldown_counter = self._restored["cooldown"]
+
+
+class _ResumableEarlyStopping(_Resumable, keras.callbacks.EarlyStopping):
     """EarlyStopping whose counters survive a resume."""
 
-    def __init__(self, restored: dict | None, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self._restored = restored
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        if self._restored:
-            self.best, self.wait = self._restored["best"], self._restored["wait"]
-
-
-class _ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+class _ResumablePlateau(_Resumable, keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau whose counters survive a resume."""
-
-    def __init__(self, restored: dict | None, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self._restored = restored
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        if self._restored:
-            self.best, self.wait = self._restored["best"], self._restored["wait"]
-            self.cooldown_counter = self._restored.get("cooldown", 0)
 
 
 class _RunState(keras.callbacks.Callback):

@@ -35,6 +35,13 @@ def _head(x: keras.KerasTensor) -> keras.KerasTensor:
     return layers.Dense(len(EMOTIONS), activation="softmax", dtype="float32", name="probs")(x)
 
 
+def _dense_block(x: keras.KerasTensor, units: int, dropout: float) -> keras.KerasTensor:
+    x = layers.Dense(units)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    return layers.Dropout(dropout)(x)
+
+
 def build_seed() -> keras.Model:
     """The reference notebooks' CNN: 4 conv blocks, 2 dense blocks (4,478,727 parameters)."""
     inputs, x = _stem("seed")
@@ -46,10 +53,7 @@ def build_seed() -> keras.Model:
         x = layers.Dropout(0.25)(x)
     x = layers.Flatten()(x)
     for units in (256, 512):
-        x = layers.Dense(units)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.Dropout(0.25)(x)
+        x = _dense_block(x, units, 0.25)
     return keras.Model(inputs, _head(x), name="seed")
 
 
@@ -58,10 +62,7 @@ def build_mlp() -> keras.Model:
     inputs, x = _stem("mlp")
     x = layers.Flatten()(x)
     for units in (512, 256):
-        x = layers.Dense(units)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.Dropout(0.3)(x)
+        x = _dense_block(x, units, 0.3)
     return keras.Model(inputs, _head(x), name="mlp")
 
 
