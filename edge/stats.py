@@ -57,6 +57,10 @@ class Stats:
         with self._lock:
             return self._counters.get(name, 0)
 
+    def gauge(self, name: str, default: object = None) -> object:
+        with self._lock:
+            return self._gauges.get(name, default)
+
     def fps(self, horizon_s: float = 5.0) -> float:
         """Frames per second over the last ``horizon_s`` seconds."""
         with self._lock:

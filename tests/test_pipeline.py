@@ -238,3 +238,25 @@ def test_status_reaches_sinks_in_their_thread() -> None:
 def test_max_frames() -> None:
     p, _, seen = make(FakeSource(None, live=False), [FakeClassifier()], max_frames=7)
     assert p.run().error is None and seen == list(range(7))
+
+
+class BlockingSource(FakeSource):
+    """A stream that stalls: read() blocks (as a dead RTSP connection can)."""
+
+    def read(self) -> Frame | None:
+        if self.n >= 5:
+            time.sleep(3600)
+        return super().read()
+
+
+def test_service_stops_in_time_even_when_the_source_blocks() -> None:
+    from edge.config import load
+    from edge.service import Service
+
+    p, sink, _ = make(BlockingSource(None, live=True), [FakeClassifier()])
+    service = Service(load(None), p)
+    threading.Timer(0.5, service.request_stop).start()
+    t0 = time.monotonic()
+    service.run(install_signals=False)
+    assert time.monotonic() - t0 < 2.5
+    assert sink.closed
