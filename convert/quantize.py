@@ -139,6 +139,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
                               verbose=0)
     runtime = load_runtime()
     keras_sha = sha256_file(args.model)
+    training = _training_summary(Path(args.model))
 
     modes = MODES if args.mode == "all" else (args.mode,)
     rows, failed = [], []
@@ -162,6 +163,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
                              "stratified": True} if mode == "int8" else None),
             "command": command,
             "versions": {**_versions(), "python": platform.python_version()},
+            "training": training,
         }
         classifier = EmotionClassifier(tflite_path, ModelCard.from_dict(card), threads=1)
         card["input"] = _tensor_card(classifier, "input")
@@ -193,6 +195,21 @@ def _run(args: argparse.Namespace, command: str) -> int:
                   "too often; the card records passed=false): %s", "; ".join(failed))
         return 1
     return 0
+
+
+def _training_summary(keras_path: Path) -> dict | None:
+    """What ``python -m train`` recorded next to the model (``metrics.json``), if present."""
+    metrics = keras_path.parent / "metrics.json"
+    if not metrics.is_file():
+        return None
+    m = json.loads(metrics.read_text())
+    keep = ("arch", "params", "macs", "epochs", "best_epoch", "wall_time_s", "seed", "data",
+            "data_sha256", "config", "machine", "command")
+    summary = {k: m[k] for k in keep if k in m}
+    if "test" in m:
+        summary["test"] = {"split": m.get("test_usage"), "accuracy": m["test"]["accuracy"],
+                           "macro_f1": m["test"]["macro_f1"]}
+    return summary
 
 
 def _tensor_card(classifier: EmotionClassifier, which: str) -> dict:

@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     report["pipeline"] = {"workers": workers, **run_pipeline(
         cfg, source, main_clfs[:workers], args.frames, args.warmup, args.rate)}
     if args.compare:
-        rows = [{"name": "sequential loop, 1 thread", **run_sequential(
+        rows = [{"name": "sequential loop (no pipeline)", **run_sequential(
             cfg, source, main_clfs[0], args.frames, args.warmup)}]
         for n in range(1, args.max_workers + 1):
             rows.append({"name": f"threaded, {n} worker(s), {card.mode}", **run_pipeline(

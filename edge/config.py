@@ -203,7 +203,7 @@ class SinksConfig:
 class PipelineConfig:
     """Threads, limits and reporting."""
 
-    workers: int = 1
+    workers: int = 2
     max_frames: int = 0
     stats_every_s: float = 10.0
     annotate_video: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 
 from train.inputs import Augment
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         test_usage=args.test_usage, patience=args.patience, seed=args.seed,
         precision=args.precision, augment=Augment.none() if args.no_augment else Augment(),
         resume=args.resume,
+        command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),
     )
     try:
         run(cfg)

@@ -49,6 +49,7 @@ class TrainConfig:
     precision: str = "float32"  # float32 | mixed_bfloat16
     augment: Augment = field(default_factory=Augment)
     resume: bool = False
+    command: str = ""
 
 
 class _Resumable:
@@ -207,6 +208,7 @@ def run(cfg: TrainConfig) -> dict:
         "seed": cfg.seed,
         "data": str(cfg.data),
         "data_sha256": fer.sha256_of(cfg.data),
+        "command": cfg.command,
         "config": _jsonable(asdict(cfg)),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         "validation": classification_metrics(val_set.labels, _predict(best, val_set.images)),
