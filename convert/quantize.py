@@ -214,10 +214,10 @@ def _training_summary(keras_path: Path) -> dict | None:
 
 def _tensor_card(classifier: EmotionClassifier, which: str) -> dict:
     if which == "input":
-        dtype, scale, zero = classifier.input_dtype, classifier._in_scale, classifier._in_zero
+        dtype, (scale, zero) = classifier.input_dtype, classifier.input_quantization
         shape = [1, FACE_SIZE, FACE_SIZE, 1]
     else:
-        dtype, scale, zero = classifier.output_dtype, classifier._out_scale, classifier._out_zero
+        dtype, (scale, zero) = classifier.output_dtype, classifier.output_quantization
         shape = [1, len(classifier.labels)]
     quantized = dtype != np.float32
     return {"shape": shape, "dtype": str(dtype),

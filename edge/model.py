@@ -170,8 +170,11 @@ class EmotionClassifier:
         self._in_index, self._out_index = inp["index"], out["index"]
         self.input_dtype = np.dtype(inp["dtype"])
         self.output_dtype = np.dtype(out["dtype"])
-        self._in_scale, self._in_zero = _quant(inp)
-        self._out_scale, self._out_zero = _quant(out)
+        #: (scale, zero point) of the input and output tensors; (1.0, 0) when float.
+        self.input_quantization = _quant(inp)
+        self.output_quantization = _quant(out)
+        self._in_scale, self._in_zero = self.input_quantization
+        self._out_scale, self._out_zero = self.output_quantization
         if tuple(inp["shape"][1:]) != (FACE_SIZE, FACE_SIZE, 1):
             raise ModelError(f"{path}: input shape {list(inp['shape'])} is not "
                              f"[N, {FACE_SIZE}, {FACE_SIZE}, 1]")

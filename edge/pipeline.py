@@ -19,7 +19,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -187,6 +186,7 @@ class Pipeline:
         # Latest tracked regions, published by the collector for the workers' partial
         # detections; replaced whole (an immutable tuple), never mutated.
         self._regions: tuple[Box, ...] = ()
+        self._last_sink_failure = ""  # the sink thread's own
 
     # -- control -------------------------------------------------------------------------
 
@@ -427,7 +427,6 @@ class Pipeline:
 
     def _sink_loop(self) -> None:
         stats = self.stats
-        failures: deque[str] = deque(maxlen=1)
         while not self.abort_event.is_set():
             try:
                 ev = self.events.get(timeout=_POLL_S)
@@ -435,28 +434,29 @@ class Pipeline:
                 continue
             if isinstance(ev, _End):
                 for sink in self.sinks:
-                    self._safe(sink, "flush", failures)
+                    self._safe(sink, "flush")
                 self._done.set()
                 return
             if isinstance(ev, _Status):
                 for sink in self.sinks:
-                    self._safe(sink, "status", failures, ev.state)
+                    self._safe(sink, "status", ev.state)
                 continue
             t0 = time.perf_counter()
             for sink in self.sinks:
-                self._safe(sink, "write", failures, ev)
+                self._safe(sink, "write", ev)
             t1 = time.perf_counter()
             stats.record("sink", t1 - t0)
             stats.record("latency", time.monotonic() - ev.captured_mono)
             stats.add("events")
 
-    def _safe(self, sink: Sink, method: str, failures: deque[str], *args: object) -> None:
-        """Call a sink; a failing sink is counted and logged, and never stops the run."""
+    def _safe(self, sink: Sink, method: str, *args: object) -> None:
+        """Call a sink (sink thread only); a failing sink is counted and logged, one line
+        per distinct failure, and never stops the run."""
         try:
             getattr(sink, method)(*args)
         except Exception as exc:
             self.stats.add(f"sink_errors.{sink.name}")
-            msg = f"{sink.name}: {exc}"
-            if not failures or failures[-1] != msg:  # one line per distinct failure
-                log.error("sink %s.%s failed: %s", sink.name, method, exc)
-            failures.append(msg)
+            msg = f"{sink.name}.{method}: {exc}"
+            if msg != self._last_sink_failure:
+                log.error("sink %s failed: %s", f"{sink.name}.{method}", exc)
+            self._last_sink_failure = msg

@@ -108,11 +108,10 @@ def make_pipeline(cfg: Config, parts: Components, stats: Stats | None = None,
     on_frame = None
     if cfg.pipeline.annotate_video:
         on_frame = VideoAnnotator(cfg.pipeline.annotate_video, cfg.source.fps, stats)
-    drop = cfg.source.realtime if cfg.source.realtime is not None else None
     return Pipeline(
         parts.source, parts.workers, parts.tracker, parts.sinks,
         margin=cfg.detector.margin, queue_size=cfg.source.queue_size,
-        max_frames=cfg.pipeline.max_frames, drop_oldest=drop, rate=rate,
+        max_frames=cfg.pipeline.max_frames, drop_oldest=cfg.source.realtime, rate=rate,
         reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s),
         full_every=cfg.detector.full_every, region_margin=cfg.detector.region_margin,
         on_frame=on_frame, stats=stats)
