@@ -23,7 +23,7 @@ from edge.model import EmotionClassifier, ModelCard, ModelError, card_path_for
 from edge.notify import Notifier
 from edge.pipeline import Pipeline, RunResult
 from edge.sinks import Sink
-from edge.sources import Frame, FrameSource, make_source
+from edge.sources import Frame, FrameSource, local_path, make_source
 from edge.stats import Stats
 from edge.tracking import Tracker
 
@@ -89,9 +89,8 @@ def build(cfg: Config, sinks: list[Sink] | None = None) -> Components:
         ConfigError, ModelError, DetectorError: something the user has to fix.
     """
     src = cfg.source
-    if isinstance(src.uri, str) and src.kind in ("auto", "opencv") and "://" not in src.uri \
-            and not src.uri.isdigit() and not any(c in src.uri for c in "*?[") \
-            and not Path(src.uri).exists():
+    path = local_path(src.uri)
+    if src.kind != "picamera2" and path is not None and not path.exists():
         raise ConfigError(f"source.uri: {src.uri}: no such file or folder")
     classifiers = load_classifiers(cfg, cfg.pipeline.workers)
     workers = [(FaceDetector(cfg.detector), c) for c in classifiers]

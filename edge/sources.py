@@ -307,6 +307,13 @@ def make_source(cfg: SourceConfig, detect_width: int = 320,
     return OpenCVSource(uri, cfg.width, cfg.height, cfg.fps, cfg.loop, keep_color)
 
 
+def local_path(uri: str | int) -> Path | None:
+    """The local file or folder a source uri names; None for camera indexes, URLs, globs."""
+    if not isinstance(uri, str) or "://" in uri or uri.isdigit() or any(c in uri for c in "*?["):
+        return None
+    return Path(uri)
+
+
 def _looks_like_images(uri: str) -> bool:
     p = Path(uri)
     if p.is_dir():
