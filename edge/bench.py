@@ -29,6 +29,7 @@ from edge.config import Config, load
 from edge.faces import FaceDetector, extract_faces
 from edge.model import EmotionClassifier, card_path_for
 from edge.pipeline import Pipeline
+from edge.service import Components, load_classifiers, make_pipeline
 from edge.sinks.jsonl import JsonLinesSink
 from edge.sources import OpenCVSource
 from edge.stats import Stats
@@ -81,18 +82,16 @@ def _source(path: str, cfg: Config) -> OpenCVSource:
 def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], frames: int,
                  warmup: int, rate: float | None = None) -> dict:
     """Figures for the threaded pipeline over ``frames`` frames of ``path``."""
-    detectors = [FaceDetector(cfg.detector) for _ in classifiers]
-    workers = list(zip(detectors, classifiers, strict=True))
+    workers = [(FaceDetector(cfg.detector), c) for c in classifiers]
     labels, card = classifiers[0].labels, classifiers[0].card
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         def once(n: int, stats: Stats, pace: float | None) -> tuple[Pipeline, float, float]:
-            tracker = Tracker(cfg.tracking, labels, cfg.device, card.id)
-            sink = JsonLinesSink(Path(tmp) / "events.jsonl")
-            p = Pipeline(_source(path, cfg), workers, tracker, [sink],
-                         margin=cfg.detector.margin, queue_size=cfg.source.queue_size,
-                         max_frames=n, drop_oldest=pace is not None, rate=pace,
-                         full_every=cfg.detector.full_every,
-                         region_margin=cfg.detector.region_margin, stats=stats)
+            run_cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(
+                cfg.pipeline, max_frames=n, annotate_video=None))
+            parts = Components(_source(path, cfg), workers,
+                               Tracker(cfg.tracking, labels, cfg.device, card.id),
+                               [JsonLinesSink(Path(tmp) / "events.jsonl")])
+            p = make_pipeline(run_cfg, parts, stats, rate=pace)
             usage = _Usage()
             result = p.run()
             if result.error is not None:
@@ -162,8 +161,10 @@ def sibling_models(model: Path) -> dict[str, Path]:
 
 
 def _classifiers(path: Path, cfg: Config, n: int) -> list[EmotionClassifier]:
-    return [EmotionClassifier(path, threads=cfg.model.threads, runtime=cfg.model.runtime)
-            for _ in range(n)]
+    """``n`` classifiers on the model at ``path`` (its card next to it), as the service
+    loads them."""
+    model = dataclasses.replace(cfg.model, path=str(path), card=None)
+    return load_classifiers(dataclasses.replace(cfg, model=model), n)
 
 
 def stage_table(stages: dict) -> str:

@@ -173,8 +173,6 @@ class EmotionClassifier:
         #: (scale, zero point) of the input and output tensors; (1.0, 0) when float.
         self.input_quantization = _quant(inp)
         self.output_quantization = _quant(out)
-        self._in_scale, self._in_zero = self.input_quantization
-        self._out_scale, self._out_zero = self.output_quantization
         if tuple(inp["shape"][1:]) != (FACE_SIZE, FACE_SIZE, 1):
             raise ModelError(f"{path}: input shape {list(inp['shape'])} is not "
                              f"[N, {FACE_SIZE}, {FACE_SIZE}, 1]")
@@ -232,22 +230,24 @@ class EmotionClassifier:
         self._buf = np.empty((n, FACE_SIZE, FACE_SIZE, 1), self.input_dtype)
 
     def _quantize(self, faces: np.ndarray, out: np.ndarray) -> None:
+        scale, zero = self.input_quantization
         if self.input_dtype == np.float32:
             np.copyto(out, faces, casting="unsafe")
-        elif self._in_scale == 1.0 and self.input_dtype == np.int8 and self._in_zero == -128:
+        elif scale == 1.0 and self.input_dtype == np.int8 and zero == -128:
             # pixel - 128 as int8 is the pixel with its top bit flipped.
             np.bitwise_xor(faces, np.uint8(0x80), out=out.view(np.uint8))
-        elif self._in_scale == 1.0 and self.input_dtype == np.uint8 and self._in_zero == 0:
+        elif scale == 1.0 and self.input_dtype == np.uint8 and zero == 0:
             np.copyto(out, faces)
         else:
             info = np.iinfo(self.input_dtype)
-            q = np.rint(faces / self._in_scale + self._in_zero)
+            q = np.rint(faces / scale + zero)
             np.copyto(out, np.clip(q, info.min, info.max), casting="unsafe")
 
     def _dequantize(self, raw: np.ndarray) -> np.ndarray:
         if raw.dtype == np.float32:
             return raw.copy()
-        return (raw.astype(np.float32) - self._out_zero) * self._out_scale
+        scale, zero = self.output_quantization
+        return (raw.astype(np.float32) - zero) * scale
 
 
 def _quant(details: dict[str, Any]) -> tuple[float, int]:

@@ -234,7 +234,7 @@ class Pipeline:
         snap = self.stats.snapshot()
         return RunResult(frames=snap["counters"].get("frames", 0),
                          events=snap["counters"].get("events", 0), dropped=self.frames.dropped,
-                         error=self._errors[0] if self._errors else None, stats=snap)
+                         error=self.error, stats=snap)
 
     def run(self) -> RunResult:
         """Start, wait for the end (or a stop), and join."""
