@@ -74,6 +74,41 @@ def test_resume_continues_from_last_epoch(trained_run: Path, fer_csv: Path,
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 4
 
 
+def test_init_from_starts_at_the_parent_weights(trained_run: Path, fer_csv: Path,
+                                                tmp_path: Path) -> None:
+    import keras
+
+    run = tmp_path / "warm"
+    # A learning rate this small leaves the kernels where they started, so they show
+    # whether the run began from the parent's weights or from a fresh initialisation.
+    assert train_main(["--data", str(fer_csv), "--epochs", "1", "--out", str(run),
+                       "--batch-size", "16", "--val-fraction", "0.2", "--lr", "1e-12",
+                       "--init-from", str(trained_run / "best.keras")]) == 0
+    parent = keras.models.load_model(trained_run / "best.keras")
+    child = keras.models.load_model(run / "best.keras")
+    pairs = [(c, p) for c, p in zip(child.layers, parent.layers, strict=True)
+             if isinstance(p, keras.layers.Conv2D)]
+    assert pairs
+    for c, p in pairs:
+        np.testing.assert_allclose(c.get_weights()[0], p.get_weights()[0], atol=1e-6)
+    record = json.loads((run / "metrics.json").read_text())["init_from"]
+    assert record["model"] == str(trained_run / "best.keras")
+    assert len(record["sha256"]) == 64
+    assert record["epochs"] == 3 and "--epochs 3" in record["command"]
+
+
+def test_init_from_a_bad_model_exits_2(trained_run: Path, fer_csv: Path, tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    common = ["--data", str(fer_csv), "--epochs", "1", "--batch-size", "16",
+              "--val-fraction", "0.2"]
+    assert train_main([*common, "--out", str(tmp_path / "a"),
+                       "--init-from", str(tmp_path / "missing.keras")]) == 2
+    assert "no model file" in caplog.text
+    assert train_main([*common, "--out", str(tmp_path / "b"), "--arch", "mlp",
+                       "--init-from", str(trained_run / "best.keras")]) == 2
+    assert "pass --arch edge" in caplog.text
+
+
 def test_bad_data_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n1,1 2 3,Training\n")

@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last finished epoch")
+    p.add_argument("--init-from", default="", metavar="MODEL",
+                   help="start from the weights of this .keras model (same --arch), with a "
+                        "fresh optimizer and schedule: a warm restart of a finished run")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "patience"):
@@ -51,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be > 0")
     if not 0.0 < args.val_fraction < 0.5:
         p.error("--val-fraction must be in (0, 0.5)")
+    if args.init_from and args.resume:
+        p.error("--init-from starts a new run; it cannot be combined with --resume")
     if not 0.0 <= args.label_smoothing < 1.0:
         p.error("--label-smoothing must be in [0, 1)")
     return args
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from train.data import DataError
-    from train.fit import TrainConfig, run
+    from train.fit import InitFromError, TrainConfig, run
 
     cfg = TrainConfig(
         data=args.data, out=args.out, arch=args.arch, epochs=args.epochs,
@@ -70,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         class_weight=args.class_weight, val_fraction=args.val_fraction,
         test_usage=args.test_usage, patience=args.patience, seed=args.seed,
         precision=args.precision, augment=Augment.none() if args.no_augment else Augment(),
-        resume=args.resume,
+        resume=args.resume, init_from=args.init_from,
         command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),
     )
     try:
         run(cfg)
-    except DataError as exc:
+    except (DataError, InitFromError) as exc:
         logging.getLogger("train").error("%s", exc)
         return 2
     return 0

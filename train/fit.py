@@ -27,6 +27,10 @@ from train.metrics import classification_metrics, format_table, plot_confusion, 
 log = logging.getLogger(__name__)
 
 
+class InitFromError(ValueError):
+    """The model named by ``init_from`` is missing or does not fit the preset."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (saved into ``metrics.json``)."""
@@ -49,6 +53,7 @@ class TrainConfig:
     precision: str = "float32"  # float32 | mixed_bfloat16
     augment: Augment = field(default_factory=Augment)
     resume: bool = False
+    init_from: str = ""  # a .keras model of the same preset whose weights start this run
     command: str = ""
 
 
@@ -154,6 +159,8 @@ def run(cfg: TrainConfig) -> dict:
         log.info("resuming %s at epoch %d", out / "last.keras", initial_epoch)
     else:
         model = presets.build(cfg.arch)
+        if cfg.init_from:
+            _load_weights(model, Path(cfg.init_from))
         steps = cfg.epochs * int(np.ceil(len(train_set) / cfg.batch_size))
         lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
         if cfg.lr_schedule == "cosine":
@@ -211,6 +218,7 @@ def run(cfg: TrainConfig) -> dict:
         "command": cfg.command,
         "config": _jsonable(asdict(cfg)),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        **({"init_from": _parent_summary(Path(cfg.init_from))} if cfg.init_from else {}),
         "validation": classification_metrics(val_set.labels, _predict(best, val_set.images)),
     }
     if cfg.test_usage:
@@ -228,6 +236,32 @@ def run(cfg: TrainConfig) -> dict:
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     log.info("wrote %s (wall time %.0f s)", out / "metrics.json", wall)
     return result
+
+
+def _load_weights(model: keras.Model, source: Path) -> None:
+    """Copy the weights of the model saved at ``source`` into ``model`` (same preset)."""
+    if not source.is_file():
+        raise InitFromError(f"init_from: no model file at {source}")
+    parent = keras.models.load_model(source, compile=False)
+    shapes = [w.shape for w in model.get_weights()]
+    if [w.shape for w in parent.get_weights()] != shapes:
+        raise InitFromError(f"init_from: {source} is a '{parent.name}' model whose weights do not "
+                         f"fit the '{model.name}' preset; pass --arch {parent.name}")
+    model.set_weights(parent.get_weights())
+    log.info("starting from the weights of %s", source)
+
+
+def _parent_summary(source: Path) -> dict:
+    """Where a warm-started run's weights came from, with that run's own record if present."""
+    summary: dict = {"model": str(source), "sha256": fer.sha256_of(str(source))}
+    metrics = source.parent / "metrics.json"
+    if metrics.is_file():
+        m = json.loads(metrics.read_text())
+        summary.update({k: m[k] for k in ("command", "epochs", "best_epoch", "wall_time_s")
+                        if k in m})
+        if "test" in m:
+            summary["test_accuracy"] = m["test"]["accuracy"]
+    return summary
 
 
 def _predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
