@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="continue the run in --out from its last finished epoch")
     p.add_argument("--init-from", default="", metavar="MODEL",
                    help="start from the weights of this .keras model (same --arch), with a "
-                        "fresh optimizer and schedule: a warm restart of a finished run")
+                        "fresh optimizer and schedule: a warm restart of a finished run (with "
+                        "--resume, the run continues from its own checkpoint and only "
+                        "records this)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "patience"):
@@ -54,8 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be > 0")
     if not 0.0 < args.val_fraction < 0.5:
         p.error("--val-fraction must be in (0, 0.5)")
-    if args.init_from and args.resume:
-        p.error("--init-from starts a new run; it cannot be combined with --resume")
     if not 0.0 <= args.label_smoothing < 1.0:
         p.error("--label-smoothing must be in [0, 1)")
     return args

@@ -21,7 +21,7 @@ import numpy as np
 from edge.preprocessing import EMOTIONS
 from train import data as fer
 from train import presets
-from train.inputs import Augment, make_dataset
+from train.inputs import Augment, make_dataset, steps_per_epoch
 from train.metrics import classification_metrics, format_table, plot_confusion, plot_curves
 
 log = logging.getLogger(__name__)
@@ -146,27 +146,27 @@ def run(cfg: TrainConfig) -> dict:
         raise ValueError("val_fraction leaves no validation faces; raise it")
     log.info("train %d faces, validation %d faces", len(train_set), len(val_set))
 
+    initial_epoch = int(state["epoch"]) if state is not None else 0
+    steps = steps_per_epoch(len(train_set), cfg.batch_size)
     train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
                             seed=cfg.seed, augment=cfg.augment,
-                            label_smoothing=cfg.label_smoothing)
+                            label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch)
     val_ds = make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
                           label_smoothing=cfg.label_smoothing)
 
-    initial_epoch = 0
     if state is not None:
         model = keras.models.load_model(out / "last.keras")
-        initial_epoch = int(state["epoch"])
         log.info("resuming %s at epoch %d", out / "last.keras", initial_epoch)
     else:
         model = presets.build(cfg.arch)
         if cfg.init_from:
             _load_weights(model, Path(cfg.init_from))
-        steps = cfg.epochs * int(np.ceil(len(train_set) / cfg.batch_size))
+        total = cfg.epochs * steps
         lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
         if cfg.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(
-                0.0, steps, warmup_target=cfg.learning_rate,
-                warmup_steps=min(steps // 20, 2000), alpha=0.01)
+                0.0, total, warmup_target=cfg.learning_rate,
+                warmup_steps=min(total // 20, 2000), alpha=0.01)
         elif cfg.lr_schedule != "plateau":
             raise ValueError(f"lr_schedule: unknown '{cfg.lr_schedule}'; use plateau or cosine")
         opt = (keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay
@@ -197,6 +197,7 @@ def run(cfg: TrainConfig) -> dict:
         callbacks[0].best = state["early"]["best"]
 
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=steps,
               class_weight=class_weights(train_set.labels, cfg.class_weight), callbacks=callbacks,
               shuffle=False,  # the dataset shuffles itself, reproducibly
               verbose=1 if os.isatty(1) else 2)

@@ -40,8 +40,12 @@ def make_dataset(
     seed: int,
     augment: Augment | None = None,
     label_smoothing: float = 0.0,
+    start_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Build a batched dataset of ``(float32 pixels 0..255 [B,48,48,1], one-hot labels)``.
+
+    A training dataset repeats forever, reshuffled every epoch (``steps_per_epoch`` batches
+    each, see :func:`steps_per_epoch`); an evaluation one is a single ordered pass.
 
     Args:
         images: ``(N, 48, 48)`` uint8 faces.
@@ -51,12 +55,18 @@ def make_dataset(
         seed: seed for shuffling and augmentation.
         augment: perturbations to apply when training (defaults to :class:`Augment`).
         label_smoothing: mass moved from the true class to the others, spread evenly.
+        start_epoch: training only: begin where an uninterrupted run would be at this
+            epoch, so a resumed run sees the same shuffles and augmentations rather than
+            replaying the first epochs' ones.
     """
     n_classes = len(EMOTIONS)
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int32)))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    # Batching before repeating keeps every batch inside one epoch.
     ds = ds.batch(batch_size, drop_remainder=False)
+    if training:
+        ds = ds.repeat()
     aug = (augment or Augment()) if training else Augment.none()
     rng = tf.random.Generator.from_seed(seed)
 
@@ -71,7 +81,16 @@ def make_dataset(
 
     # One deterministic map call at a time keeps the shared generator's draws reproducible.
     ds = ds.map(to_tensors, num_parallel_calls=1, deterministic=True)
+    if training and start_epoch:
+        # Skipping after the map also advances the augmentation generator; it costs only
+        # the augmentation work (a few ms per batch), not any training.
+        ds = ds.skip(start_epoch * steps_per_epoch(len(labels), batch_size))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(n_faces: int, batch_size: int) -> int:
+    """Batches in one pass over ``n_faces`` (the last one may be short)."""
+    return math.ceil(n_faces / batch_size)
 
 
 def _augment_batch(x: tf.Tensor, aug: Augment, rng: tf.random.Generator) -> tf.Tensor:

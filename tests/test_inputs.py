@@ -1,0 +1,46 @@
+"""The training input pipeline: epochs reshuffle, and a resumed run continues the stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from train.inputs import Augment, make_dataset, steps_per_epoch
+
+N, BATCH = 50, 16  # four batches per epoch, the last one short
+
+
+def _faces() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (N, 48, 48), np.uint8), np.arange(N) % 7
+
+
+def _batches(start_epoch: int, count: int) -> list[np.ndarray]:
+    images, labels = _faces()
+    ds = make_dataset(images, labels, BATCH, training=True, seed=7, start_epoch=start_epoch)
+    return [x.numpy() for x, _ in ds.take(count)]
+
+
+def test_training_stream_repeats_with_a_new_shuffle_each_epoch() -> None:
+    steps = steps_per_epoch(N, BATCH)
+    assert steps == 4
+    stream = _batches(0, 3 * steps)
+    assert [len(b) for b in stream] == [16, 16, 16, 2] * 3
+    assert not np.array_equal(stream[0], stream[steps])
+
+
+def test_resumed_stream_equals_the_uninterrupted_one() -> None:
+    steps = steps_per_epoch(N, BATCH)
+    uninterrupted = _batches(0, 3 * steps)
+    resumed = _batches(2, steps)
+    for a, b in zip(uninterrupted[2 * steps:], resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_evaluation_pass_is_one_ordered_epoch_without_augmentation() -> None:
+    images, labels = _faces()
+    ds = make_dataset(images, labels, BATCH, training=False, seed=7, augment=Augment())
+    xs = np.concatenate([x.numpy() for x, _ in ds])
+    np.testing.assert_array_equal(xs[..., 0], images.astype(np.float32))
