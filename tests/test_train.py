@@ -74,6 +74,26 @@ def test_resume_continues_from_last_epoch(trained_run: Path, fer_csv: Path,
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 4
 
 
+def test_resume_with_another_monitor_starts_the_selection_over(
+        trained_run: Path, fer_csv: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "by-accuracy"
+    shutil.copytree(trained_run, run)
+    assert json.loads((run / "state.json").read_text())["early"]["monitor"] == "val_loss"
+    assert train_main(["--data", str(fer_csv), "--epochs", "5", "--out", str(run),
+                       "--batch-size", "16", "--val-fraction", "0.2", "--resume",
+                       "--monitor", "val_accuracy"]) == 0
+    early = json.loads((run / "state.json").read_text())["early"]
+    with (run / "history.csv").open() as fh:
+        accuracies = [float(r["val_accuracy"]) for r in csv.DictReader(fh)][3:]
+    # The loss-based best from before the resume (a value above 1) no longer counts.
+    assert early["monitor"] == "val_accuracy"
+    assert early["best"] == pytest.approx(max(accuracies))
+    assert json.loads((run / "metrics.json").read_text())["best_epoch"] == (
+        4 + accuracies.index(max(accuracies)))
+
+
 def test_init_from_starts_at_the_parent_weights(trained_run: Path, fer_csv: Path,
                                                 tmp_path: Path) -> None:
     import keras

@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-usage", default="PublicTest",
                    help="split evaluated once at the end ('' for none)")
     p.add_argument("--patience", type=int, default=12, help="early-stopping patience (epochs)")
+    p.add_argument("--monitor", choices=("val_loss", "val_accuracy"), default="val_loss",
+                   help="validation figure that picks best.keras and drives early stopping")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
                    help="mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         class_weight=args.class_weight, val_fraction=args.val_fraction,
-        test_usage=args.test_usage, patience=args.patience, seed=args.seed,
+        test_usage=args.test_usage, patience=args.patience, monitor=args.monitor, seed=args.seed,
         precision=args.precision, augment=Augment.none() if args.no_augment else Augment(),
         resume=args.resume, init_from=args.init_from,
         command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),

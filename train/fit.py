@@ -48,6 +48,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_usage: str = "PublicTest"
     patience: int = 12
+    monitor: str = "val_loss"  # val_loss | val_accuracy: picks best.keras and stops early
     plateau_patience: int = 4
     seed: int = 1337
     precision: str = "float32"  # float32 | mixed_bfloat16
@@ -87,9 +88,9 @@ class _RunState(keras.callbacks.Callback):
     """Writes ``last.keras`` and ``state.json`` after every epoch so a run can resume."""
 
     def __init__(self, out: Path, early: _ResumableEarlyStopping,
-                 plateau: _ResumablePlateau | None, elapsed: float) -> None:
+                 plateau: _ResumablePlateau | None, elapsed: float, since: int) -> None:
         super().__init__()
-        self.out, self.early, self.plateau = out, early, plateau
+        self.out, self.early, self.plateau, self.since = out, early, plateau, since
         self.elapsed_before = elapsed
         self.started = time.monotonic()
 
@@ -101,7 +102,8 @@ class _RunState(keras.callbacks.Callback):
         state = {
             "epoch": epoch + 1,
             "elapsed_s": round(self.elapsed(), 1),
-            "early": {"best": float(self.early.best), "wait": int(self.early.wait)},
+            "early": {"monitor": self.early.monitor, "best": float(self.early.best),
+                      "wait": int(self.early.wait), "since": self.since},
         }
         if self.plateau is not None:
             state["plateau"] = {"best": float(self.plateau.best), "wait": int(self.plateau.wait),
@@ -177,24 +179,33 @@ def run(cfg: TrainConfig) -> dict:
     params, macs = model.count_params(), presets.count_macs(model)
     log.info("%s: %s parameters, %.1f M MACs", cfg.arch, f"{params:,}", macs / 1e6)
 
+    if cfg.monitor not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"monitor: unknown '{cfg.monitor}'; use val_loss or val_accuracy")
+    restored_early = state and state.get("early")
+    if restored_early and restored_early.get("monitor", "val_loss") != cfg.monitor:
+        log.warning("monitor changed from %s to %s: best.keras and early stopping start over "
+                    "from this epoch", restored_early.get("monitor", "val_loss"), cfg.monitor)
+        restored_early = None
+    # First epoch (0-based) that competes for best.keras.
+    since = restored_early.get("since", 0) if restored_early else initial_epoch
     early = _ResumableEarlyStopping(
-        state and state.get("early"), monitor="val_loss", patience=cfg.patience,
+        restored_early, monitor=cfg.monitor, patience=cfg.patience,
         restore_best_weights=False, verbose=1)
     plateau = (_ResumablePlateau(state and state.get("plateau"), monitor="val_loss", factor=0.5,
                                  patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
                if cfg.lr_schedule == "plateau" else None)
-    run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0)
+    run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0, since)
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ModelCheckpoint(out / "best.keras", monitor="val_loss",
+        keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
                                         save_best_only=True),
         keras.callbacks.CSVLogger(out / "history.csv", append=state is not None),
         early,
         *([plateau] if plateau else []),
         run_state,  # last, so the counters it saves are this epoch's
     ]
-    if state is not None:
+    if restored_early:
         # ModelCheckpoint must not overwrite a better best.keras from before the resume.
-        callbacks[0].best = state["early"]["best"]
+        callbacks[0].best = restored_early["best"]
 
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps,
@@ -211,7 +222,7 @@ def run(cfg: TrainConfig) -> dict:
         "params": params,
         "macs": macs,
         "epochs": epochs_done,
-        "best_epoch": _best_epoch(out / "history.csv"),
+        "best_epoch": _best_epoch(out / "history.csv", cfg.monitor, since),
         "wall_time_s": round(wall, 1),
         "seed": cfg.seed,
         "data": str(cfg.data),
@@ -286,12 +297,15 @@ def _epochs_in(history_csv: Path) -> int:
         return max(sum(1 for _ in fh) - 1, 0)
 
 
-def _best_epoch(history_csv: Path) -> int:
+def _best_epoch(history_csv: Path, monitor: str, since: int) -> int:
     import csv
 
     with history_csv.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    best = min(rows, key=lambda r: float(r["val_loss"]))
+        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) >= since]
+    if monitor == "val_accuracy":
+        best = max(rows, key=lambda r: float(r[monitor]))
+    else:
+        best = min(rows, key=lambda r: float(r[monitor]))
     return int(best["epoch"]) + 1
 
 
