@@ -257,8 +257,8 @@ def _load_weights(model: keras.Model, source: Path) -> None:
     parent = keras.models.load_model(source, compile=False)
     shapes = [w.shape for w in model.get_weights()]
     if [w.shape for w in parent.get_weights()] != shapes:
-        raise InitFromError(f"init_from: {source} is a '{parent.name}' model whose weights do not "
-                         f"fit the '{model.name}' preset; pass --arch {parent.name}")
+        raise InitFromError(f"init_from: {source} is a '{parent.name}' model whose weights "
+                            f"do not fit the '{model.name}' preset; pass --arch {parent.name}")
     model.set_weights(parent.get_weights())
     log.info("starting from the weights of %s", source)
 
