@@ -182,9 +182,11 @@ def run(cfg: TrainConfig) -> dict:
     if cfg.monitor not in ("val_loss", "val_accuracy"):
         raise ValueError(f"monitor: unknown '{cfg.monitor}'; use val_loss or val_accuracy")
     restored_early = state and state.get("early")
-    if restored_early and restored_early.get("monitor", "val_loss") != cfg.monitor:
+    # Runs from before the monitor was recorded selected on validation loss.
+    saved_monitor = restored_early.get("monitor", "val_loss") if restored_early else cfg.monitor
+    if saved_monitor != cfg.monitor:
         log.warning("monitor changed from %s to %s: best.keras and early stopping start over "
-                    "from this epoch", restored_early.get("monitor", "val_loss"), cfg.monitor)
+                    "from this epoch", saved_monitor, cfg.monitor)
         restored_early = None
     # First epoch (0-based) that competes for best.keras.
     since = restored_early.get("since", 0) if restored_early else initial_epoch
