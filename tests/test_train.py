@@ -148,3 +148,13 @@ def test_class_weights() -> None:
     assert w[0] == pytest.approx(61 / 70)
     assert class_weights(labels, "sqrt")[1] == pytest.approx((61 / 7) ** 0.5)
     assert class_weights(labels, "none") is None
+
+
+def test_evaluate_flip_average_is_the_mean_over_the_mirror(trained_run: Path) -> None:
+    from train.evaluate import predict_probs
+
+    faces = np.random.default_rng(3).integers(0, 256, (5, 48, 48), np.uint8)
+    model = trained_run / "best.keras"
+    expected = (predict_probs(model, faces) + predict_probs(model, faces[:, :, ::-1])) / 2
+    np.testing.assert_allclose(predict_probs(model, faces, flip_average=True), expected,
+                               atol=1e-5)

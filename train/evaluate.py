@@ -38,11 +38,11 @@ def predict_probs(model_path: str | Path, faces: np.ndarray, threads: int = 1,
     import keras
 
     model = keras.models.load_model(path)
-    x = faces[..., None].astype(np.float32)
-    probs = model.predict(x, batch_size=256, verbose=0)
     if flip_average:
-        probs = (probs + model.predict(x[:, :, ::-1], batch_size=256, verbose=0)) / 2
-    return probs
+        from train.presets import with_flip_averaging
+
+        model = with_flip_averaging(model)  # the very graph --flip-average converts
+    return model.predict(faces[..., None].astype(np.float32), batch_size=256, verbose=0)
 
 
 def evaluate(model_path: str | Path, faces: FaceSet, threads: int = 1,
