@@ -44,3 +44,21 @@ def test_evaluation_pass_is_one_ordered_epoch_without_augmentation() -> None:
     ds = make_dataset(images, labels, BATCH, training=False, seed=7, augment=Augment())
     xs = np.concatenate([x.numpy() for x, _ in ds])
     np.testing.assert_array_equal(xs[..., 0], images.astype(np.float32))
+
+
+def test_given_targets_ride_with_their_faces_through_shuffle_and_augmentation() -> None:
+    images, labels = _faces()
+    # A target row that names its face's label, so pairing can be checked after shuffling.
+    targets = np.eye(7, dtype=np.float32)[labels] * 0.5 + 0.5 / 7
+    plain = make_dataset(images, labels, BATCH, training=True, seed=7, label_smoothing=0.5)
+    given = make_dataset(images, labels, BATCH, training=True, seed=7, targets=targets)
+    for (xa, ya), (xb, yb) in zip(plain.take(8), given.take(8), strict=True):
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+        np.testing.assert_allclose(ya.numpy(), yb.numpy(), atol=1e-6)
+
+
+def test_targets_of_the_wrong_shape_are_refused() -> None:
+    images, labels = _faces()
+    with pytest.raises(ValueError, match="targets: expected shape"):
+        make_dataset(images, labels, BATCH, training=True, seed=7,
+                     targets=np.zeros((N, 6), np.float32))

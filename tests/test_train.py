@@ -129,6 +129,34 @@ def test_init_from_a_bad_model_exits_2(trained_run: Path, fer_csv: Path, tmp_pat
     assert "pass --arch edge" in caplog.text
 
 
+def test_teacher_targets_are_blended_in_and_recorded(trained_run: Path, fer_csv: Path,
+                                                    tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    run = tmp_path / "student"
+    with caplog.at_level(logging.INFO, logger="train.fit"):
+        assert train_main(["--data", str(fer_csv), "--epochs", "1", "--out", str(run),
+                           "--batch-size", "16", "--val-fraction", "0.2", "--arch", "mlp",
+                           "--teacher", str(trained_run / "best.keras"),
+                           "--distill-weight", "0.3", "--distill-temperature", "2"]) == 0
+    assert "targets are 30 % teacher" in caplog.text
+    record = json.loads((run / "metrics.json").read_text())["teacher"]
+    assert record["model"] == str(trained_run / "best.keras")
+    assert record["weight"] == 0.3 and record["temperature"] == 2.0
+    assert 0.0 <= record["train_agreement"] <= 1.0
+    assert record["epochs"] == 3 and len(record["sha256"]) == 64
+
+
+def test_a_missing_teacher_exits_2(fer_csv: Path, tmp_path: Path,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    assert train_main(["--data", str(fer_csv), "--epochs", "1", "--out", str(tmp_path / "r"),
+                       "--teacher", str(tmp_path / "missing.keras")]) == 2
+    assert "teacher: no model file" in caplog.text
+    with pytest.raises(SystemExit):
+        train_main(["--teacher", "x.keras", "--distill-weight", "0"])
+
+
 def test_bad_data_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n1,1 2 3,Training\n")

@@ -51,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "fresh optimizer and schedule: a warm restart of a finished run (with "
                         "--resume, the run continues from its own checkpoint and only "
                         "records this)")
+    p.add_argument("--teacher", default="", metavar="MODEL",
+                   help="distil: blend this .keras model's probabilities (any preset, averaged "
+                        "over each face and its mirror) into the training targets")
+    p.add_argument("--distill-weight", type=float, default=0.5,
+                   help="share of each training target taken from --teacher (default 0.5)")
+    p.add_argument("--distill-temperature", type=float, default=1.0,
+                   help="soften the teacher's probabilities (p ** 1/T, default 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "patience"):
@@ -60,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--val-fraction must be in (0, 0.5)")
     if not 0.0 <= args.label_smoothing < 1.0:
         p.error("--label-smoothing must be in [0, 1)")
+    if not 0.0 < args.distill_weight <= 1.0:
+        p.error("--distill-weight must be in (0, 1]")
+    if args.distill_temperature <= 0:
+        p.error("--distill-temperature must be > 0")
     return args
 
 
@@ -68,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from train.data import DataError
+    from train.distill import TeacherError
     from train.fit import InitFromError, TrainConfig, run
 
     cfg = TrainConfig(
@@ -77,12 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         class_weight=args.class_weight, val_fraction=args.val_fraction,
         test_usage=args.test_usage, patience=args.patience, monitor=args.monitor, seed=args.seed,
         precision=args.precision, augment=Augment.none() if args.no_augment else Augment(),
-        resume=args.resume, init_from=args.init_from,
+        resume=args.resume, init_from=args.init_from, teacher=args.teacher,
+        distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
         command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),
     )
     try:
         run(cfg)
-    except (DataError, InitFromError) as exc:
+    except (DataError, InitFromError, TeacherError) as exc:
         logging.getLogger("train").error("%s", exc)
         return 2
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.preprocessing import EMOTIONS
 from train import data as fer
-from train import presets
+from train import distill, presets
 from train.inputs import Augment, make_dataset, steps_per_epoch
 from train.metrics import classification_metrics, format_table, plot_confusion, plot_curves
 
@@ -55,6 +55,9 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     resume: bool = False
     init_from: str = ""  # a .keras model of the same preset whose weights start this run
+    teacher: str = ""  # a .keras model (any preset) whose soft labels are blended in
+    distill_weight: float = 0.5  # share of each target taken from the teacher
+    distill_temperature: float = 1.0
     command: str = ""
 
 
@@ -150,9 +153,12 @@ def run(cfg: TrainConfig) -> dict:
 
     initial_epoch = int(state["epoch"]) if state is not None else 0
     steps = steps_per_epoch(len(train_set), cfg.batch_size)
+    teacher_record, targets = (_teacher_targets(cfg, train_set.images, train_set.labels)
+                               if cfg.teacher else (None, None))
     train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
                             seed=cfg.seed, augment=cfg.augment,
-                            label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch)
+                            label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
+                            targets=targets)
     val_ds = make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
                           label_smoothing=cfg.label_smoothing)
 
@@ -233,6 +239,7 @@ def run(cfg: TrainConfig) -> dict:
         "config": _jsonable(asdict(cfg)),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         **({"init_from": _parent_summary(Path(cfg.init_from))} if cfg.init_from else {}),
+        **({"teacher": teacher_record} if teacher_record else {}),
         "validation": classification_metrics(val_set.labels, _predict(best, val_set.images)),
     }
     if cfg.test_usage:
@@ -265,8 +272,24 @@ def _load_weights(model: keras.Model, source: Path) -> None:
     log.info("starting from the weights of %s", source)
 
 
+def _teacher_targets(cfg: TrainConfig, images: np.ndarray,
+                     labels: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The blended training targets, and the teacher's record for ``metrics.json``."""
+    source = Path(cfg.teacher)
+    started = time.monotonic()
+    probs = distill.teacher_probabilities(source, images, cfg.distill_temperature)
+    fit = distill.agreement(labels, probs)
+    log.info("teacher %s: top class equals the label on %.1f %% of the training faces "
+             "(%.0f s); targets are %.0f %% teacher", source, 100 * fit,
+             time.monotonic() - started, 100 * cfg.distill_weight)
+    record = {**_parent_summary(source), "weight": cfg.distill_weight,
+              "temperature": cfg.distill_temperature, "train_agreement": round(fit, 4)}
+    return record, distill.blend_targets(labels, probs, cfg.distill_weight,
+                                         cfg.label_smoothing)
+
+
 def _parent_summary(source: Path) -> dict:
-    """Where a warm-started run's weights came from, with that run's own record if present."""
+    """A model this run started from or learnt from, with its run's own record if present."""
     summary: dict = {"model": str(source), "sha256": fer.sha256_of(str(source))}
     metrics = source.parent / "metrics.json"
     if metrics.is_file():

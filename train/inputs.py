@@ -41,8 +41,9 @@ def make_dataset(
     augment: Augment | None = None,
     label_smoothing: float = 0.0,
     start_epoch: int = 0,
+    targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Build a batched dataset of ``(float32 pixels 0..255 [B,48,48,1], one-hot labels)``.
+    """Build a batched dataset of ``(float32 pixels 0..255 [B,48,48,1], [B,7] targets)``.
 
     A training dataset repeats forever, reshuffled every epoch (``steps_per_epoch`` batches
     each, see :func:`steps_per_epoch`); an evaluation one is a single ordered pass.
@@ -58,9 +59,16 @@ def make_dataset(
         start_epoch: training only: begin where an uninterrupted run would be at this
             epoch, so a resumed run sees the same shuffles and augmentations rather than
             replaying the first epochs' ones.
+        targets: ``(N, 7)`` distributions to train on instead of the smoothed one-hot
+            labels (for example :func:`train.distill.blend_targets`); the faces are
+            shuffled and augmented exactly as without them.
     """
     n_classes = len(EMOTIONS)
-    ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype(np.int32)))
+    if targets is not None and targets.shape != (len(labels), n_classes):
+        raise ValueError(f"targets: expected shape {(len(labels), n_classes)}, "
+                         f"got {targets.shape}")
+    ys = labels.astype(np.int32) if targets is None else targets.astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((images[..., None], ys))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     # Batching before repeating keeps every batch inside one epoch.
@@ -74,6 +82,8 @@ def make_dataset(
         x = tf.cast(x, tf.float32)
         if training:
             x = _augment_batch(x, aug, rng)
+        if targets is not None:
+            return x, y
         onehot = tf.one_hot(y, n_classes)
         if label_smoothing > 0:
             onehot = onehot * (1.0 - label_smoothing) + label_smoothing / n_classes

@@ -1,0 +1,94 @@
+"""Knowledge distillation: train on a teacher model's soft labels blended with the true ones.
+
+FER-2013 labels are noisy (one annotator per face, many faces ambiguous between fear, sad
+and neutral). A trained teacher's probabilities say *how* ambiguous each face is, which a
+one-hot label cannot; training the student on a blend of the two is the usual way to pass
+a larger (or ensembled) network's knowledge into the small one the device runs.
+
+The teacher is run once per training face, averaged over the face and its mirror image,
+before training starts: no teacher cost per step, so a teacher many times the student's
+size costs seconds, not hours. Augmented copies of a face keep its teacher targets (the
+augmentations are small pose and lighting changes that do not change the expression).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edge.preprocessing import EMOTIONS, INPUT_SHAPE
+from train.presets import with_flip_averaging
+
+log = logging.getLogger(__name__)
+
+
+class TeacherError(ValueError):
+    """The teacher model is missing or does not classify 48x48 faces into the 7 emotions."""
+
+
+def teacher_probabilities(source: Path, images: np.ndarray, temperature: float = 1.0,
+                          batch_size: int = 256) -> np.ndarray:
+    """The teacher's flip-averaged class probabilities for each face, softened.
+
+    Args:
+        source: a ``.keras`` model taking raw 48x48x1 pixels and returning 7 probabilities.
+        images: ``(N, 48, 48)`` uint8 faces.
+        temperature: above 1 flattens the distribution (``p ** (1/T)``, renormalised), so
+            the student sees more of the teacher's second choices.
+        batch_size: faces per teacher forward pass.
+
+    Returns:
+        ``(N, 7)`` float32 rows summing to 1.
+
+    Raises:
+        TeacherError: no file at ``source``, or a model with another input or output shape.
+    """
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    if not source.is_file():
+        raise TeacherError(f"teacher: no model file at {source}")
+    teacher = keras.models.load_model(source, compile=False)
+    if tuple(teacher.input_shape[1:]) != INPUT_SHAPE or teacher.output_shape[-1] != len(EMOTIONS):
+        raise TeacherError(
+            f"teacher: {source} maps {teacher.input_shape[1:]} to {teacher.output_shape[1:]}; "
+            f"a teacher must map {INPUT_SHAPE} faces to {len(EMOTIONS)} emotion probabilities")
+    probs = with_flip_averaging(teacher).predict(
+        images[..., None].astype(np.float32), batch_size=batch_size, verbose=0)
+    return soften(probs.astype(np.float64), temperature).astype(np.float32)
+
+
+def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``probs ** (1/temperature)`` renormalised per row (the identity at temperature 1)."""
+    logp = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def blend_targets(labels: np.ndarray, teacher: np.ndarray, weight: float,
+                  label_smoothing: float = 0.0) -> np.ndarray:
+    """Training targets: ``(1 - weight) * smoothed one-hot + weight * teacher``.
+
+    Args:
+        labels: ``(N,)`` int label ids.
+        teacher: ``(N, 7)`` teacher probabilities.
+        weight: share of the target taken from the teacher, in [0, 1].
+        label_smoothing: applied to the one-hot part only.
+
+    Returns:
+        ``(N, 7)`` float32 rows summing to 1.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError("weight must be in [0, 1]")
+    n = len(EMOTIONS)
+    onehot = np.eye(n, dtype=np.float64)[labels]
+    onehot = onehot * (1.0 - label_smoothing) + label_smoothing / n
+    return ((1.0 - weight) * onehot + weight * teacher).astype(np.float32)
+
+
+def agreement(labels: np.ndarray, teacher: np.ndarray) -> float:
+    """Share of faces whose label is the teacher's top class (how far it fits the labels)."""
+    return float(np.mean(np.argmax(teacher, axis=1) == labels))
