@@ -42,6 +42,20 @@ def test_card_fields_and_figures(converted: Path, trained_run: Path, fer_csv: Pa
     assert fresh["accuracy"] == parity["tflite_accuracy"] == card["evaluation"]["accuracy"]
     # ...and the Keras side with a fresh evaluation of the source model.
     assert evaluate(trained_run / "best.keras", test)["accuracy"] == parity["keras_accuracy"]
+    # The card carries the training run's record, as written next to the model.
+    run = json.loads((trained_run / "metrics.json").read_text())
+    assert card["training"]["command"] == run["command"]
+    assert card["training"]["test"]["accuracy"] == run["test"]["accuracy"]
+
+
+def test_card_keeps_where_the_weights_and_soft_labels_came_from(tmp_path: Path) -> None:
+    from convert.quantize import _training_summary
+
+    parents = {"init_from": {"model": "runs/a/best.keras", "sha256": "1" * 64},
+               "teacher": {"model": "runs/b/best.keras", "weight": 0.5, "temperature": 1.0}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"arch": "edge", **parents}))
+    summary = _training_summary(tmp_path / "best.keras")
+    assert summary == {"arch": "edge", **parents}
 
 
 def test_int8_tensors_are_integer(converted: Path) -> None:
