@@ -204,7 +204,7 @@ def _training_summary(keras_path: Path) -> dict | None:
         return None
     m = json.loads(metrics.read_text())
     keep = ("arch", "params", "macs", "epochs", "best_epoch", "wall_time_s", "seed", "data",
-            "data_sha256", "config", "machine", "command", "init_from", "teacher")
+            "data_sha256", "config", "machine", "command", "init_from", "teachers")
     summary = {k: m[k] for k in keep if k in m}
     if "test" in m:
         summary["test"] = {"split": m.get("test_usage"), "accuracy": m["test"]["accuracy"],

@@ -56,19 +56,34 @@ def test_teacher_probabilities_average_each_face_and_its_mirror(trained_run: Pat
     model = keras.models.load_model(trained_run / "best.keras")
     direct = model.predict(faces[..., None].astype(np.float32), verbose=0)
     mirrored = model.predict(faces[:, :, ::-1, None].astype(np.float32), verbose=0)
-    got = teacher_probabilities(trained_run / "best.keras", faces)
+    got = teacher_probabilities([trained_run / "best.keras"], faces)
     assert got.shape == (5, 7) and got.dtype == np.float32
     np.testing.assert_allclose(got, (direct + mirrored) / 2, atol=1e-5)
+
+
+def test_an_ensemble_teacher_averages_its_members(trained_run: Path, tmp_path: Path) -> None:
+    from train.presets import build
+
+    other = build("mlp")
+    other.save(tmp_path / "mlp.keras")
+    faces = np.random.default_rng(2).integers(0, 256, (4, 48, 48), np.uint8)
+    one = teacher_probabilities([trained_run / "best.keras"], faces)
+    two = teacher_probabilities([tmp_path / "mlp.keras"], faces)
+    both = teacher_probabilities([trained_run / "best.keras", tmp_path / "mlp.keras"], faces)
+    assert not np.allclose(one, two, atol=1e-3)
+    np.testing.assert_allclose(both, (one + two) / 2, atol=1e-5)
 
 
 def test_a_missing_or_unfit_teacher_is_refused(tmp_path: Path) -> None:
     import keras
 
     faces = np.zeros((2, 48, 48), np.uint8)
+    with pytest.raises(TeacherError, match="no teacher"):
+        teacher_probabilities([], faces)
     with pytest.raises(TeacherError, match="no model file"):
-        teacher_probabilities(tmp_path / "missing.keras", faces)
+        teacher_probabilities([tmp_path / "missing.keras"], faces)
     inputs = keras.Input((48, 48, 1))
     ten_way = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
     ten_way.save(tmp_path / "ten.keras")
     with pytest.raises(TeacherError, match="7 emotion probabilities"):
-        teacher_probabilities(tmp_path / "ten.keras", faces)
+        teacher_probabilities([tmp_path / "ten.keras"], faces)

@@ -139,13 +139,18 @@ def test_teacher_targets_are_blended_in_and_recorded(trained_run: Path, fer_csv:
         assert train_main(["--data", str(fer_csv), "--epochs", "1", "--out", str(run),
                            "--batch-size", "16", "--val-fraction", "0.2", "--arch", "mlp",
                            "--teacher", str(trained_run / "best.keras"),
+                           "--teacher", str(trained_run / "last.keras"),
                            "--distill-weight", "0.3", "--distill-temperature", "2"]) == 0
     assert "targets are 30 % teacher" in caplog.text
-    record = json.loads((run / "metrics.json").read_text())["teacher"]
-    assert record["model"] == str(trained_run / "best.keras")
+    m = json.loads((run / "metrics.json").read_text())
+    record = m["teachers"]
+    assert [t["model"] for t in record["models"]] == [str(trained_run / "best.keras"),
+                                                       str(trained_run / "last.keras")]
     assert record["weight"] == 0.3 and record["temperature"] == 2.0
     assert 0.0 <= record["train_agreement"] <= 1.0
-    assert record["epochs"] == 3 and len(record["sha256"]) == 64
+    first = record["models"][0]
+    assert first["epochs"] == 3 and len(first["sha256"]) == 64
+    assert m["config"]["teachers"] == [t["model"] for t in record["models"]]
 
 
 def test_a_missing_teacher_exits_2(fer_csv: Path, tmp_path: Path,

@@ -51,9 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "fresh optimizer and schedule: a warm restart of a finished run (with "
                         "--resume, the run continues from its own checkpoint and only "
                         "records this)")
-    p.add_argument("--teacher", default="", metavar="MODEL",
+    p.add_argument("--teacher", action="append", default=[], metavar="MODEL",
                    help="distil: blend this .keras model's probabilities (any preset, averaged "
-                        "over each face and its mirror) into the training targets")
+                        "over each face and its mirror) into the training targets; repeat "
+                        "for an ensemble teacher")
     p.add_argument("--distill-weight", type=float, default=0.5,
                    help="share of each training target taken from --teacher (default 0.5)")
     p.add_argument("--distill-temperature", type=float, default=1.0,
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         class_weight=args.class_weight, val_fraction=args.val_fraction,
         test_usage=args.test_usage, patience=args.patience, monitor=args.monitor, seed=args.seed,
         precision=args.precision, augment=Augment.none() if args.no_augment else Augment(),
-        resume=args.resume, init_from=args.init_from, teacher=args.teacher,
+        resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
         distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
         command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),
     )

@@ -5,15 +5,17 @@ and neutral). A trained teacher's probabilities say *how* ambiguous each face is
 one-hot label cannot; training the student on a blend of the two is the usual way to pass
 a larger (or ensembled) network's knowledge into the small one the device runs.
 
-The teacher is run once per training face, averaged over the face and its mirror image,
-before training starts: no teacher cost per step, so a teacher many times the student's
-size costs seconds, not hours. Augmented copies of a face keep its teacher targets (the
-augmentations are small pose and lighting changes that do not change the expression).
+The teacher (or an ensemble of them) is run once per training face, averaged over the
+face and its mirror image, before training starts: no teacher cost per step, so a teacher
+many times the student's size costs seconds, not hours. Augmented copies of a face keep
+its teacher targets (the augmentations are small pose and lighting changes that do not
+change the expression).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -29,12 +31,16 @@ class TeacherError(ValueError):
     """The teacher model is missing or does not classify 48x48 faces into the 7 emotions."""
 
 
-def teacher_probabilities(source: Path, images: np.ndarray, temperature: float = 1.0,
-                          batch_size: int = 256) -> np.ndarray:
-    """The teacher's flip-averaged class probabilities for each face, softened.
+def teacher_probabilities(sources: Sequence[Path], images: np.ndarray,
+                          temperature: float = 1.0, batch_size: int = 256) -> np.ndarray:
+    """The teachers' class probabilities for each face, averaged and softened.
+
+    Each teacher is averaged over the face and its mirror image; several teachers (an
+    ensemble, usually a better teacher than any one of them) are then averaged together.
 
     Args:
-        source: a ``.keras`` model taking raw 48x48x1 pixels and returning 7 probabilities.
+        sources: ``.keras`` models, each taking raw 48x48x1 pixels and returning 7
+            probabilities.
         images: ``(N, 48, 48)`` uint8 faces.
         temperature: above 1 flattens the distribution (``p ** (1/T)``, renormalised), so
             the student sees more of the teacher's second choices.
@@ -44,10 +50,23 @@ def teacher_probabilities(source: Path, images: np.ndarray, temperature: float =
         ``(N, 7)`` float32 rows summing to 1.
 
     Raises:
-        TeacherError: no file at ``source``, or a model with another input or output shape.
+        TeacherError: no teachers, no file at a source, or a model with another input or
+            output shape.
     """
     if temperature <= 0:
         raise ValueError("temperature must be > 0")
+    if not sources:
+        raise TeacherError("teacher: no teacher model given")
+    teachers = [_load_teacher(s) for s in sources]  # every file checked before any work
+    faces = images[..., None].astype(np.float32)
+    probs = np.zeros((len(images), len(EMOTIONS)), np.float64)
+    for teacher in teachers:
+        probs += teacher.predict(faces, batch_size=batch_size, verbose=0)
+    return soften(probs / len(sources), temperature).astype(np.float32)
+
+
+def _load_teacher(source: Path) -> keras.Model:
+    """``source`` as a flip-averaged model, after checking it classifies faces."""
     if not source.is_file():
         raise TeacherError(f"teacher: no model file at {source}")
     teacher = keras.models.load_model(source, compile=False)
@@ -55,9 +74,7 @@ def teacher_probabilities(source: Path, images: np.ndarray, temperature: float =
         raise TeacherError(
             f"teacher: {source} maps {teacher.input_shape[1:]} to {teacher.output_shape[1:]}; "
             f"a teacher must map {INPUT_SHAPE} faces to {len(EMOTIONS)} emotion probabilities")
-    probs = with_flip_averaging(teacher).predict(
-        images[..., None].astype(np.float32), batch_size=batch_size, verbose=0)
-    return soften(probs.astype(np.float64), temperature).astype(np.float32)
+    return with_flip_averaging(teacher)
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:

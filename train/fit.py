@@ -55,7 +55,7 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     resume: bool = False
     init_from: str = ""  # a .keras model of the same preset whose weights start this run
-    teacher: str = ""  # a .keras model (any preset) whose soft labels are blended in
+    teachers: tuple[str, ...] = ()  # .keras models (any preset) whose soft labels are blended in
     distill_weight: float = 0.5  # share of each target taken from the teacher
     distill_temperature: float = 1.0
     command: str = ""
@@ -154,7 +154,7 @@ def run(cfg: TrainConfig) -> dict:
     initial_epoch = int(state["epoch"]) if state is not None else 0
     steps = steps_per_epoch(len(train_set), cfg.batch_size)
     teacher_record, targets = (_teacher_targets(cfg, train_set.images, train_set.labels)
-                               if cfg.teacher else (None, None))
+                               if cfg.teachers else (None, None))
     train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
                             seed=cfg.seed, augment=cfg.augment,
                             label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
@@ -239,7 +239,7 @@ def run(cfg: TrainConfig) -> dict:
         "config": _jsonable(asdict(cfg)),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         **({"init_from": _parent_summary(Path(cfg.init_from))} if cfg.init_from else {}),
-        **({"teacher": teacher_record} if teacher_record else {}),
+        **({"teachers": teacher_record} if teacher_record else {}),
         "validation": classification_metrics(val_set.labels, _predict(best, val_set.images)),
     }
     if cfg.test_usage:
@@ -275,14 +275,14 @@ def _load_weights(model: keras.Model, source: Path) -> None:
 def _teacher_targets(cfg: TrainConfig, images: np.ndarray,
                      labels: np.ndarray) -> tuple[dict, np.ndarray]:
     """The blended training targets, and the teacher's record for ``metrics.json``."""
-    source = Path(cfg.teacher)
+    sources = [Path(t) for t in cfg.teachers]
     started = time.monotonic()
-    probs = distill.teacher_probabilities(source, images, cfg.distill_temperature)
+    probs = distill.teacher_probabilities(sources, images, cfg.distill_temperature)
     fit = distill.agreement(labels, probs)
     log.info("teacher %s: top class equals the label on %.1f %% of the training faces "
-             "(%.0f s); targets are %.0f %% teacher", source, 100 * fit,
+             "(%.0f s); targets are %.0f %% teacher", " + ".join(cfg.teachers), 100 * fit,
              time.monotonic() - started, 100 * cfg.distill_weight)
-    record = {**_parent_summary(source), "weight": cfg.distill_weight,
+    record = {"models": [_parent_summary(s) for s in sources], "weight": cfg.distill_weight,
               "temperature": cfg.distill_temperature, "train_agreement": round(fit, 4)}
     return record, distill.blend_targets(labels, probs, cfg.distill_weight,
                                          cfg.label_smoothing)
@@ -337,4 +337,6 @@ def _best_epoch(history_csv: Path, monitor: str, since: int) -> int:
 def _jsonable(obj: object) -> object:
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return [_jsonable(v) for v in obj]
     return obj
