@@ -152,6 +152,17 @@ def test_teacher_targets_are_blended_in_and_recorded(trained_run: Path, fer_csv:
     assert first["epochs"] == 3 and len(first["sha256"]) == 64
     assert m["config"]["teachers"] == [t["model"] for t in record["models"]]
 
+    # A resume must learn from the same soft labels, or it is a different run.
+    resume = ["--data", str(fer_csv), "--epochs", "2", "--out", str(run), "--batch-size", "16",
+              "--val-fraction", "0.2", "--arch", "mlp", "--resume",
+              "--distill-weight", "0.3", "--distill-temperature", "2"]
+    assert train_main([*resume, "--teacher", str(trained_run / "best.keras")]) == 2
+    assert "resume with the same --teacher files" in caplog.text
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    assert train_main([*resume, "--teacher", str(trained_run / "best.keras"),
+                       "--teacher", str(trained_run / "last.keras")]) == 0
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+
 
 def test_a_missing_teacher_exits_2(fer_csv: Path, tmp_path: Path,
                                    caplog: pytest.LogCaptureFixture) -> None:

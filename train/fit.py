@@ -91,9 +91,11 @@ class _RunState(keras.callbacks.Callback):
     """Writes ``last.keras`` and ``state.json`` after every epoch so a run can resume."""
 
     def __init__(self, out: Path, early: _ResumableEarlyStopping,
-                 plateau: _ResumablePlateau | None, elapsed: float, since: int) -> None:
+                 plateau: _ResumablePlateau | None, elapsed: float, since: int,
+                 teacher_sha256: list[str]) -> None:
         super().__init__()
         self.out, self.early, self.plateau, self.since = out, early, plateau, since
+        self.teacher_sha256 = teacher_sha256
         self.elapsed_before = elapsed
         self.started = time.monotonic()
 
@@ -107,6 +109,7 @@ class _RunState(keras.callbacks.Callback):
             "elapsed_s": round(self.elapsed(), 1),
             "early": {"monitor": self.early.monitor, "best": float(self.early.best),
                       "wait": int(self.early.wait), "since": self.since},
+            "teacher_sha256": self.teacher_sha256,
         }
         if self.plateau is not None:
             state["plateau"] = {"best": float(self.plateau.best), "wait": int(self.plateau.wait),
@@ -155,6 +158,13 @@ def run(cfg: TrainConfig) -> dict:
     steps = steps_per_epoch(len(train_set), cfg.batch_size)
     teacher_record, targets = (_teacher_targets(cfg, train_set.images, train_set.labels)
                                if cfg.teachers else (None, None))
+    teacher_sha256 = [t["sha256"] for t in teacher_record["models"]] if teacher_record else []
+    if state is not None and state.get("teacher_sha256", []) != teacher_sha256:
+        # Other soft labels would silently make the second half a different run.
+        raise distill.TeacherError(
+            f"teacher: {out} was trained with teachers of sha256 "
+            f"{state.get('teacher_sha256', []) or 'none'}, now {teacher_sha256 or 'none'}; "
+            "resume with the same --teacher files, or start a new --out")
     train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
                             seed=cfg.seed, augment=cfg.augment,
                             label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
@@ -202,7 +212,8 @@ def run(cfg: TrainConfig) -> dict:
     plateau = (_ResumablePlateau(state and state.get("plateau"), monitor="val_loss", factor=0.5,
                                  patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
                if cfg.lr_schedule == "plateau" else None)
-    run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0, since)
+    run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0, since,
+                          teacher_sha256)
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
                                         save_best_only=True),
