@@ -14,7 +14,6 @@ change the expression).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,8 +22,6 @@ import numpy as np
 
 from edge.preprocessing import EMOTIONS, INPUT_SHAPE
 from train.presets import with_flip_averaging
-
-log = logging.getLogger(__name__)
 
 
 class TeacherError(ValueError):
