@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from edge.preprocessing import EMOTIONS, INPUT_SHAPE
+from train.inputs import smoothed_onehot
 from train.presets import with_flip_averaging
 
 
@@ -97,9 +98,7 @@ def blend_targets(labels: np.ndarray, teacher: np.ndarray, weight: float,
     """
     if not 0.0 <= weight <= 1.0:
         raise ValueError("weight must be in [0, 1]")
-    n = len(EMOTIONS)
-    onehot = np.eye(n, dtype=np.float64)[labels]
-    onehot = onehot * (1.0 - label_smoothing) + label_smoothing / n
+    onehot = smoothed_onehot(labels, label_smoothing)
     return ((1.0 - weight) * onehot + weight * teacher).astype(np.float32)
 
 

@@ -64,11 +64,12 @@ def make_dataset(
             shuffled and augmented exactly as without them.
     """
     n_classes = len(EMOTIONS)
-    if targets is not None and targets.shape != (len(labels), n_classes):
+    if targets is None:
+        targets = smoothed_onehot(labels, label_smoothing)
+    elif targets.shape != (len(labels), n_classes):
         raise ValueError(f"targets: expected shape {(len(labels), n_classes)}, "
                          f"got {targets.shape}")
-    ys = labels.astype(np.int32) if targets is None else targets.astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices((images[..., None], ys))
+    ds = tf.data.Dataset.from_tensor_slices((images[..., None], targets.astype(np.float32)))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     # Batching before repeating keeps every batch inside one epoch.
@@ -82,12 +83,7 @@ def make_dataset(
         x = tf.cast(x, tf.float32)
         if training:
             x = _augment_batch(x, aug, rng)
-        if targets is not None:
-            return x, y
-        onehot = tf.one_hot(y, n_classes)
-        if label_smoothing > 0:
-            onehot = onehot * (1.0 - label_smoothing) + label_smoothing / n_classes
-        return x, onehot
+        return x, y
 
     # One deterministic map call at a time keeps the shared generator's draws reproducible.
     ds = ds.map(to_tensors, num_parallel_calls=1, deterministic=True)
@@ -96,6 +92,12 @@ def make_dataset(
         # the augmentation work (a few ms per batch), not any training.
         ds = ds.skip(start_epoch * steps_per_epoch(len(labels), batch_size))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def smoothed_onehot(labels: np.ndarray, label_smoothing: float = 0.0) -> np.ndarray:
+    """``(N, 7)`` one-hot rows with ``label_smoothing`` of the mass spread over all classes."""
+    n = len(EMOTIONS)
+    return (np.eye(n)[labels] * (1.0 - label_smoothing) + label_smoothing / n).astype(np.float32)
 
 
 def steps_per_epoch(n_faces: int, batch_size: int) -> int:
