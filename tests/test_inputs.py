@@ -62,3 +62,36 @@ def test_targets_of_the_wrong_shape_are_refused() -> None:
     with pytest.raises(ValueError, match="targets: expected shape"):
         make_dataset(images, labels, BATCH, training=True, seed=7,
                      targets=np.zeros((N, 6), np.float32))
+
+
+def _augmented(images: np.ndarray, augment: Augment) -> np.ndarray:
+    labels = np.zeros(len(images), np.int64)
+    ds = make_dataset(images, labels, len(images), training=True, seed=3, augment=augment)
+    return next(iter(ds))[0].numpy()[..., 0]
+
+
+def test_erasing_replaces_one_rectangle_per_face_and_leaves_the_rest() -> None:
+    # A constant face makes every erased pixel visible (noise is never exactly 128.0).
+    faces = np.full((64, 48, 48), 128, np.uint8)
+    out = _augmented(faces, Augment(**{**vars(Augment.none()), "erase": 1.0}))
+    for face in out:
+        changed = face != 128.0
+        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+        box = changed[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        assert box.all(), "the erased pixels form one filled rectangle"
+        assert 0.015 <= box.size / face.size <= 0.25
+        assert face[~changed].max() == 128.0
+
+
+def test_erasing_hits_about_its_share_of_faces_and_is_off_by_default() -> None:
+    faces = np.full((400, 48, 48), 128, np.uint8)
+    plain = {**vars(Augment.none())}
+    erased = (_augmented(faces, Augment(**{**plain, "erase": 0.5})) != 128.0).any(axis=(1, 2))
+    assert 0.4 < erased.mean() < 0.6
+    assert Augment().erase == 0.0
+    assert (_augmented(faces, Augment(**plain)) == 128.0).all()
+
+
+def test_erase_must_be_a_probability() -> None:
+    with pytest.raises(ValueError, match="erase"):
+        Augment(erase=1.5)

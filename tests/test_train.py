@@ -179,10 +179,13 @@ def test_bad_data_exits_2(tmp_path: Path) -> None:
     assert train_main(["--data", str(bad), "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
 
 
-def test_bad_arguments_exit_2() -> None:
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--erase", "1.5"],
+                                  ["--erase", "0.5", "--no-augment"]])
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        train_main(["--epochs", "0"])
+        train_main(argv)
     assert info.value.code == 2
+    assert argv[0] in capsys.readouterr().err
 
 
 def test_class_weights() -> None:

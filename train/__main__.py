@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
                    help="mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--erase", type=float, default=0.0, metavar="P",
+                   help="random erasing: chance per face that a rectangle (2-20 %% of it) is "
+                        "replaced by noise (default 0: off)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last finished epoch")
     p.add_argument("--init-from", default="", metavar="MODEL",
@@ -72,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--distill-weight must be in (0, 1]")
     if args.distill_temperature <= 0:
         p.error("--distill-temperature must be > 0")
+    if not 0.0 <= args.erase <= 1.0:
+        p.error("--erase must be in [0, 1]")
+    if args.no_augment and args.erase:
+        p.error("--erase is an augmentation; drop it or --no-augment")
     return args
 
 
@@ -89,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         class_weight=args.class_weight, val_fraction=args.val_fraction,
         test_usage=args.test_usage, patience=args.patience, monitor=args.monitor, seed=args.seed,
-        precision=args.precision, augment=Augment.none() if args.no_augment else Augment(),
+        precision=args.precision,
+        augment=Augment.none() if args.no_augment else Augment(erase=args.erase),
         resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
         distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
         command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),

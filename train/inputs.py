@@ -16,7 +16,9 @@ class Augment:
     """Random perturbations applied per face during training.
 
     Geometric ones (rotation, shift, zoom) are combined into one affine warp per face, so
-    each face is resampled once.
+    each face is resampled once. ``erase`` is the chance that a face then gets one random
+    rectangle (2-20 % of its area) replaced by noise, so the net cannot lean on a single
+    region (a hand over the mouth, a shadow over the eyes happen in the room too).
     """
 
     flip: bool = True
@@ -25,10 +27,15 @@ class Augment:
     zoom: float = 0.1
     brightness: float = 0.15
     contrast: float = 0.2
+    erase: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.erase <= 1.0:
+            raise ValueError(f"erase: {self.erase} is not a probability; use 0..1")
 
     @classmethod
     def none(cls) -> Augment:
-        return cls(False, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def make_dataset(
@@ -117,7 +124,33 @@ def _augment_batch(x: tf.Tensor, aug: Augment, rng: tf.random.Generator) -> tf.T
         gain = rng.uniform([b, 1, 1, 1], 1.0 - aug.contrast, 1.0 + aug.contrast)
         offset = rng.uniform([b, 1, 1, 1], -aug.brightness, aug.brightness) * 255.0
         x = (x - mean) * gain + mean + offset
-    return tf.clip_by_value(x, 0.0, 255.0)
+    x = tf.clip_by_value(x, 0.0, 255.0)
+    if aug.erase:
+        # Drawn only when enabled, so runs without it keep their recorded random stream.
+        x = _erase(x, aug.erase, rng, b)
+    return x
+
+
+# Area share and aspect ratio of an erased rectangle (Zhong et al.'s random erasing, with a
+# smaller largest area: a 48x48 face has little to spare).
+_ERASE_AREA = (0.02, 0.2)
+_ERASE_LOG_ASPECT = (math.log(0.3), math.log(1 / 0.3))
+
+
+def _erase(x: tf.Tensor, p: float, rng: tf.random.Generator, b: tf.Tensor) -> tf.Tensor:
+    area = rng.uniform([b], *_ERASE_AREA) * FACE_SIZE * FACE_SIZE
+    aspect = tf.exp(rng.uniform([b], *_ERASE_LOG_ASPECT))
+    h = tf.clip_by_value(tf.round(tf.sqrt(area * aspect)), 1.0, FACE_SIZE)
+    w = tf.clip_by_value(tf.round(tf.sqrt(area / aspect)), 1.0, FACE_SIZE)
+    top = tf.floor(rng.uniform([b]) * (FACE_SIZE - h + 1))
+    left = tf.floor(rng.uniform([b]) * (FACE_SIZE - w + 1))
+    on = rng.uniform([b]) < p
+    idx = tf.range(FACE_SIZE, dtype=tf.float32)
+    rows = (idx[None, :] >= top[:, None]) & (idx[None, :] < (top + h)[:, None])
+    cols = (idx[None, :] >= left[:, None]) & (idx[None, :] < (left + w)[:, None])
+    mask = rows[:, :, None, None] & cols[:, None, :, None] & on[:, None, None, None]
+    noise = rng.uniform(tf.shape(x), 0.0, 255.0)
+    return tf.where(mask, noise, x)
 
 
 def _affine(x: tf.Tensor, aug: Augment, rng: tf.random.Generator, b: tf.Tensor) -> tf.Tensor:
