@@ -156,8 +156,10 @@ def test_teacher_targets_are_blended_in_and_recorded(trained_run: Path, fer_csv:
     resume = ["--data", str(fer_csv), "--epochs", "2", "--out", str(run), "--batch-size", "16",
               "--val-fraction", "0.2", "--arch", "mlp", "--resume",
               "--distill-weight", "0.3", "--distill-temperature", "2"]
+    caplog.clear()
     assert train_main([*resume, "--teacher", str(trained_run / "best.keras")]) == 2
     assert "resume with the same --teacher files" in caplog.text
+    assert "top class equals the label" not in caplog.text, "refused before the teacher pass"
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     assert train_main([*resume, "--teacher", str(trained_run / "best.keras"),
                        "--teacher", str(trained_run / "last.keras")]) == 0

@@ -156,15 +156,11 @@ def run(cfg: TrainConfig) -> dict:
 
     initial_epoch = int(state["epoch"]) if state is not None else 0
     steps = steps_per_epoch(len(train_set), cfg.batch_size)
+    if state is not None:
+        _refuse_other_teachers(state, cfg.teachers, out)
     teacher_record, targets = (_teacher_targets(cfg, train_set.images, train_set.labels)
                                if cfg.teachers else (None, None))
     teacher_sha256 = [t["sha256"] for t in teacher_record["models"]] if teacher_record else []
-    if state is not None and state.get("teacher_sha256", []) != teacher_sha256:
-        # Other soft labels would silently make the second half a different run.
-        raise distill.TeacherError(
-            f"teacher: {out} was trained with teachers of sha256 "
-            f"{state.get('teacher_sha256', []) or 'none'}, now {teacher_sha256 or 'none'}; "
-            "resume with the same --teacher files, or start a new --out")
     train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
                             seed=cfg.seed, augment=cfg.augment,
                             label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
@@ -281,6 +277,19 @@ def _load_weights(model: keras.Model, source: Path) -> None:
                             f"do not fit the '{model.name}' preset; pass --arch {parent.name}")
     model.set_weights(parent.get_weights())
     log.info("starting from the weights of %s", source)
+
+
+def _refuse_other_teachers(state: dict, teachers: tuple[str, ...], out: Path) -> None:
+    """Stop a resume whose teacher files differ from the run's, before the teachers run."""
+    if not all(Path(t).is_file() for t in teachers):
+        return  # the teachers' own loading names the missing file
+    now = [fer.sha256_of(t) for t in teachers]
+    if state.get("teacher_sha256", []) != now:
+        # Other soft labels would silently make the second half a different run.
+        raise distill.TeacherError(
+            f"teacher: {out} was trained with teachers of sha256 "
+            f"{state.get('teacher_sha256', []) or 'none'}, now {now or 'none'}; "
+            "resume with the same --teacher files, or start a new --out")
 
 
 def _teacher_targets(cfg: TrainConfig, images: np.ndarray,
