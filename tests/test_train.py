@@ -117,6 +117,24 @@ def test_init_from_starts_at_the_parent_weights(trained_run: Path, fer_csv: Path
     assert record["epochs"] == 3 and "--epochs 3" in record["command"]
 
 
+def test_a_warm_restart_draws_a_fresh_stream_and_keeps_it_on_resume(
+        trained_run: Path, fer_csv: Path, tmp_path: Path) -> None:
+    parent = json.loads((trained_run / "metrics.json").read_text())
+    assert parent["stream_seed"] == parent["seed"] == 1337
+    common = ["--data", str(fer_csv), "--batch-size", "16", "--val-fraction", "0.2",
+              "--init-from", str(trained_run / "best.keras")]
+    seeds = []
+    for name in ("warm-a", "warm-b"):
+        assert train_main([*common, "--epochs", "1", "--out", str(tmp_path / name)]) == 0
+        seeds.append(json.loads((tmp_path / name / "metrics.json").read_text())["stream_seed"])
+    # Not the parent's stream (which it would replay), but the same one for the same parent.
+    assert seeds[0] != 1337 and seeds[0] == seeds[1]
+    assert train_main([*common, "--epochs", "2", "--out", str(tmp_path / "warm-a"),
+                       "--resume"]) == 0
+    assert json.loads((tmp_path / "warm-a" / "state.json").read_text())["stream_seed"] == seeds[0]
+    assert json.loads((tmp_path / "warm-a" / "metrics.json").read_text())["stream_seed"] == seeds[0]
+
+
 def test_init_from_a_bad_model_exits_2(trained_run: Path, fer_csv: Path, tmp_path: Path,
                                        caplog: pytest.LogCaptureFixture) -> None:
     common = ["--data", str(fer_csv), "--epochs", "1", "--batch-size", "16",

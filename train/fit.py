@@ -92,10 +92,10 @@ class _RunState(keras.callbacks.Callback):
 
     def __init__(self, out: Path, early: _ResumableEarlyStopping,
                  plateau: _ResumablePlateau | None, elapsed: float, since: int,
-                 teacher_sha256: list[str]) -> None:
+                 teacher_sha256: list[str], stream_seed: int) -> None:
         super().__init__()
         self.out, self.early, self.plateau, self.since = out, early, plateau, since
-        self.teacher_sha256 = teacher_sha256
+        self.teacher_sha256, self.stream_seed = teacher_sha256, stream_seed
         self.elapsed_before = elapsed
         self.started = time.monotonic()
 
@@ -110,6 +110,7 @@ class _RunState(keras.callbacks.Callback):
             "early": {"monitor": self.early.monitor, "best": float(self.early.best),
                       "wait": int(self.early.wait), "since": self.since},
             "teacher_sha256": self.teacher_sha256,
+            "stream_seed": self.stream_seed,
         }
         if self.plateau is not None:
             state["plateau"] = {"best": float(self.plateau.best), "wait": int(self.plateau.wait),
@@ -141,7 +142,10 @@ def run(cfg: TrainConfig) -> dict:
     if cfg.resume and state is None:
         log.warning("--resume: no state.json in %s, starting from scratch", out)
 
-    keras.utils.set_random_seed(cfg.seed)
+    # Runs from before the stream seed was recorded drew from cfg.seed.
+    stream_seed = (_stream_seed(cfg) if state is None
+                   else int(state.get("stream_seed", cfg.seed)))
+    keras.utils.set_random_seed(stream_seed)
     keras.config.set_dtype_policy(cfg.precision)
 
     usages = ("Training", cfg.test_usage) if cfg.test_usage else ("Training",)
@@ -162,7 +166,7 @@ def run(cfg: TrainConfig) -> dict:
                                if cfg.teachers else (None, None))
     teacher_sha256 = [t["sha256"] for t in teacher_record["models"]] if teacher_record else []
     train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
-                            seed=cfg.seed, augment=cfg.augment,
+                            seed=stream_seed, augment=cfg.augment,
                             label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
                             targets=targets)
     val_ds = make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
@@ -209,7 +213,7 @@ def run(cfg: TrainConfig) -> dict:
                                  patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
                if cfg.lr_schedule == "plateau" else None)
     run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0, since,
-                          teacher_sha256)
+                          teacher_sha256, stream_seed)
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
                                         save_best_only=True),
@@ -240,6 +244,7 @@ def run(cfg: TrainConfig) -> dict:
         "best_epoch": _best_epoch(out / "history.csv", cfg.monitor, since),
         "wall_time_s": round(wall, 1),
         "seed": cfg.seed,
+        "stream_seed": stream_seed,
         "data": str(cfg.data),
         "data_sha256": fer.sha256_of(cfg.data),
         "command": cfg.command,
@@ -264,6 +269,23 @@ def run(cfg: TrainConfig) -> dict:
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     log.info("wrote %s (wall time %.0f s)", out / "metrics.json", wall)
     return result
+
+
+def _stream_seed(cfg: TrainConfig) -> int:
+    """Seed of the shuffles, augmentations and dropout masks of a new run.
+
+    ``cfg.seed`` itself, except for a warm restart: with the parent's seed it would replay
+    the parent's stream, the same augmented faces under the same dropout masks in the same
+    order, which a net that has seen them memorises instead of learning anew. Mixing in
+    the parent's sha256 gives it fresh draws and keeps it reproducible. (The held-out split
+    always follows ``cfg.seed``, so a chain of runs selects on the same faces.)
+    """
+    if not cfg.init_from:
+        return cfg.seed
+    source = Path(cfg.init_from)
+    if not source.is_file():
+        raise InitFromError(f"init_from: no model file at {source}")
+    return (cfg.seed * 1_000_003 + int(fer.sha256_of(str(source))[:12], 16)) % 2**31
 
 
 def _load_weights(model: keras.Model, source: Path) -> None:
