@@ -129,6 +129,10 @@ def test_a_warm_restart_draws_a_fresh_stream_and_keeps_it_on_resume(
         seeds.append(json.loads((tmp_path / name / "metrics.json").read_text())["stream_seed"])
     # Not the parent's stream (which it would replay), but the same one for the same parent.
     assert seeds[0] != 1337 and seeds[0] == seeds[1]
+    # Unless asked for, as re-running a run made before warm restarts had their own stream.
+    assert train_main([*common, "--epochs", "1", "--out", str(tmp_path / "replay"),
+                       "--stream-seed", "1337"]) == 0
+    assert json.loads((tmp_path / "replay" / "metrics.json").read_text())["stream_seed"] == 1337
     assert train_main([*common, "--epochs", "2", "--out", str(tmp_path / "warm-a"),
                        "--resume"]) == 0
     assert json.loads((tmp_path / "warm-a" / "state.json").read_text())["stream_seed"] == seeds[0]

@@ -41,6 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--monitor", choices=("val_loss", "val_accuracy"), default="val_loss",
                    help="validation figure that picks best.keras and drives early stopping")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--stream-seed", type=int, default=None, metavar="N",
+                   help="seed of the shuffles, augmentations and dropout (default: --seed, or "
+                        "for --init-from one mixed with the parent's sha256, so a warm restart "
+                        "does not replay its parent's stream)")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
                    help="mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         class_weight=args.class_weight, val_fraction=args.val_fraction,
         test_usage=args.test_usage, patience=args.patience, monitor=args.monitor, seed=args.seed,
+        stream_seed=args.stream_seed,
         precision=args.precision,
         augment=Augment.none() if args.no_augment else Augment(erase=args.erase),
         resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),

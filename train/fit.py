@@ -51,6 +51,7 @@ class TrainConfig:
     monitor: str = "val_loss"  # val_loss | val_accuracy: picks best.keras and stops early
     plateau_patience: int = 4
     seed: int = 1337
+    stream_seed: int | None = None  # shuffles/augmentation/dropout; None: see _stream_seed
     precision: str = "float32"  # float32 | mixed_bfloat16
     augment: Augment = field(default_factory=Augment)
     resume: bool = False
@@ -274,12 +275,15 @@ def run(cfg: TrainConfig) -> dict:
 def _stream_seed(cfg: TrainConfig) -> int:
     """Seed of the shuffles, augmentations and dropout masks of a new run.
 
-    ``cfg.seed`` itself, except for a warm restart: with the parent's seed it would replay
-    the parent's stream, the same augmented faces under the same dropout masks in the same
-    order, which a net that has seen them memorises instead of learning anew. Mixing in
-    the parent's sha256 gives it fresh draws and keeps it reproducible. (The held-out split
-    always follows ``cfg.seed``, so a chain of runs selects on the same faces.)
+    ``cfg.stream_seed`` when given. Otherwise ``cfg.seed`` itself, except for a warm
+    restart: with the parent's seed it would replay the parent's stream, the same augmented
+    faces under the same dropout masks in the same order, which a net that has seen them
+    memorises instead of learning anew. Mixing in the parent's sha256 gives it fresh draws
+    and keeps it reproducible. (The held-out split always follows ``cfg.seed``, so a chain
+    of runs selects on the same faces.)
     """
+    if cfg.stream_seed is not None:
+        return cfg.stream_seed
     if not cfg.init_from:
         return cfg.seed
     source = Path(cfg.init_from)
