@@ -179,7 +179,7 @@ def run(cfg: TrainConfig) -> dict:
     else:
         model = presets.build(cfg.arch)
         if cfg.init_from:
-            _load_weights(model, Path(cfg.init_from))
+            _load_weights(model, _init_source(cfg.init_from))
         total = cfg.epochs * steps
         lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
         if cfg.lr_schedule == "cosine":
@@ -286,16 +286,20 @@ def _stream_seed(cfg: TrainConfig) -> int:
         return cfg.stream_seed
     if not cfg.init_from:
         return cfg.seed
-    source = Path(cfg.init_from)
+    parent_sha256 = fer.sha256_of(str(_init_source(cfg.init_from)))
+    return (cfg.seed * 1_000_003 + int(parent_sha256[:12], 16)) % 2**31
+
+
+def _init_source(path: str | Path) -> Path:
+    """The ``init_from`` model file, which must exist."""
+    source = Path(path)
     if not source.is_file():
         raise InitFromError(f"init_from: no model file at {source}")
-    return (cfg.seed * 1_000_003 + int(fer.sha256_of(str(source))[:12], 16)) % 2**31
+    return source
 
 
 def _load_weights(model: keras.Model, source: Path) -> None:
     """Copy the weights of the model saved at ``source`` into ``model`` (same preset)."""
-    if not source.is_file():
-        raise InitFromError(f"init_from: no model file at {source}")
     parent = keras.models.load_model(source, compile=False)
     shapes = [w.shape for w in model.get_weights()]
     if [w.shape for w in parent.get_weights()] != shapes:
