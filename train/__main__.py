@@ -79,10 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--distill-weight must be in (0, 1]")
     if args.distill_temperature <= 0:
         p.error("--distill-temperature must be > 0")
-    if not 0.0 <= args.erase <= 1.0:
-        p.error("--erase must be in [0, 1]")
     if args.no_augment and args.erase:
         p.error("--erase is an augmentation; drop it or --no-augment")
+    try:  # Augment validates its own fields; the CLI only names the flag
+        args.augment = Augment.none() if args.no_augment else Augment(erase=args.erase)
+    except ValueError as exc:
+        p.error(f"--{exc}")
     return args
 
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         test_usage=args.test_usage, patience=args.patience, monitor=args.monitor, seed=args.seed,
         stream_seed=args.stream_seed,
         precision=args.precision,
-        augment=Augment.none() if args.no_augment else Augment(erase=args.erase),
+        augment=args.augment,
         resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
         distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
         command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),
