@@ -22,6 +22,15 @@ def test_edge_preset_is_compact() -> None:
     assert any("separable" in layer.name for layer in model.layers)
 
 
+def test_edge_plus_spends_the_budget_on_its_top_stage() -> None:
+    edge, plus = presets.build("edge"), presets.build("edge-plus")
+    assert plus.count_params() == 880_167  # int8 about 0.9 MB: under the 1 MB device budget
+    assert presets.count_macs(plus) == 79_479_680
+    assert not any("separable" in layer.name for layer in plus.layers)
+    # Same layers up to the 6x6 stage: only the top convolutions differ.
+    assert [w.shape for w in plus.get_weights()[:25]] == [w.shape for w in edge.get_weights()[:25]]
+
+
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_every_preset_takes_raw_pixels_and_gives_7_probs(name: str) -> None:
     import numpy as np
