@@ -13,7 +13,7 @@ pytest.importorskip("tensorflow")
 
 from train.__main__ import main as train_main
 from train.evaluate import main as evaluate_main
-from train.fit import class_weights
+from train.fit import class_weights, make_optimizer
 
 ARTEFACTS = ("best.keras", "last.keras", "history.csv", "curves.png", "confusion_matrix.png",
              "metrics.json", "state.json")
@@ -203,7 +203,36 @@ def test_bad_data_exits_2(tmp_path: Path) -> None:
     assert train_main(["--data", str(bad), "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
 
 
+def test_an_sgd_run_trains_with_nesterov_momentum_and_records_it(
+        fer_csv: Path, tmp_path: Path) -> None:
+    import keras
+
+    run = tmp_path / "sgd"
+    assert train_main(["--data", str(fer_csv), "--epochs", "1", "--out", str(run),
+                       "--batch-size", "16", "--val-fraction", "0.2", "--optimizer", "sgd",
+                       "--lr", "0.01", "--weight-decay", "5e-4"]) == 0
+    opt = keras.models.load_model(run / "last.keras").optimizer
+    assert isinstance(opt, keras.optimizers.SGD)
+    assert opt.nesterov and opt.momentum == pytest.approx(0.9)
+    assert opt.weight_decay == pytest.approx(5e-4)
+    config = json.loads((run / "metrics.json").read_text())["config"]
+    assert config["optimizer"] == "sgd" and config["weight_decay"] == pytest.approx(5e-4)
+
+
+def test_make_optimizer() -> None:
+    import keras
+
+    assert type(make_optimizer("adam", 1e-3)) is keras.optimizers.Adam
+    assert isinstance(make_optimizer("adam", 1e-3, 1e-4), keras.optimizers.AdamW)
+    assert make_optimizer("sgd", 0.01).weight_decay is None
+    with pytest.raises(ValueError, match="use adam or sgd"):
+        make_optimizer("rmsprop", 1e-3)
+    with pytest.raises(ValueError, match="weight_decay"):
+        make_optimizer("sgd", 0.01, -1.0)
+
+
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--erase", "1.5"],
+                                  ["--weight-decay", "-1"], ["--optimizer", "rmsprop"],
                                   ["--erase", "0.5", "--no-augment"]])
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:

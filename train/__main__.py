@@ -27,10 +27,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
     p.add_argument("--out", default="runs/edge", help="run folder (default runs/edge)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (Adam)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3; "
+                   "SGD wants about 10x Adam's)")
     p.add_argument("--lr-schedule", choices=("plateau", "cosine"), default="plateau",
                    help="halve on a validation-loss plateau, or cosine decay with warm-up")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay (0: Adam)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="Adam, or SGD with Nesterov momentum 0.9 (default adam)")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="decoupled weight decay (AdamW for adam; default 0: none)")
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="none")
     p.add_argument("--val-fraction", type=float, default=0.1,
@@ -71,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("epochs", "batch_size", "patience"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be > 0")
+    if args.weight_decay < 0:
+        p.error("--weight-decay must be >= 0")
     if not 0.0 < args.val_fraction < 0.5:
         p.error("--val-fraction must be in (0, 0.5)")
     if not 0.0 <= args.label_smoothing < 1.0:
@@ -99,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(
         data=args.data, out=args.out, arch=args.arch, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
+        optimizer=args.optimizer,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         class_weight=args.class_weight, val_fraction=args.val_fraction,
         test_usage=args.test_usage, patience=args.patience, monitor=args.monitor, seed=args.seed,
