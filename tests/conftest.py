@@ -51,7 +51,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, fer_csv: Path) -> Path
 
     out = tmp_path_factory.mktemp("run") / "tiny"
     code = main(["--data", str(fer_csv), "--epochs", "3", "--out", str(out),
-                 "--batch-size", "16", "--val-fraction", "0.2", "--lr", "3e-3"])
+                 "--batch-size", "16", "--val-fraction", "0.2", "--lr", "3e-3",
+                 "--arch", "edge"])
     assert code == 0
     return out
 

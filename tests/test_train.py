@@ -66,7 +66,8 @@ def test_resume_continues_from_last_epoch(trained_run: Path, fer_csv: Path,
     run = tmp_path / "resumed"
     shutil.copytree(trained_run, run)
     assert train_main(["--data", str(fer_csv), "--epochs", "4", "--out", str(run),
-                       "--batch-size", "16", "--val-fraction", "0.2", "--resume"]) == 0
+                       "--batch-size", "16", "--val-fraction", "0.2", "--resume",
+                       "--arch", "edge"]) == 0
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 4
     with (run / "history.csv").open() as fh:
@@ -83,6 +84,7 @@ def test_resume_with_another_monitor_starts_the_selection_over(
     assert json.loads((run / "state.json").read_text())["early"]["monitor"] == "val_loss"
     assert train_main(["--data", str(fer_csv), "--epochs", "5", "--out", str(run),
                        "--batch-size", "16", "--val-fraction", "0.2", "--resume",
+                       "--arch", "edge",
                        "--monitor", "val_accuracy"]) == 0
     early = json.loads((run / "state.json").read_text())["early"]
     with (run / "history.csv").open() as fh:
@@ -94,6 +96,20 @@ def test_resume_with_another_monitor_starts_the_selection_over(
         4 + accuracies.index(max(accuracies)))
 
 
+def test_resume_under_another_preset_exits_2(trained_run: Path, fer_csv: Path,
+                                            tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    run = tmp_path / "other-arch"
+    shutil.copytree(trained_run, run)
+    assert train_main(["--data", str(fer_csv), "--epochs", "4", "--out", str(run),
+                       "--batch-size", "16", "--val-fraction", "0.2", "--resume",
+                       "--arch", "edge-plus"]) == 2
+    assert "is an 'edge' run, not 'edge-plus'; pass --arch edge" in caplog.text
+    assert json.loads((run / "state.json").read_text())["epoch"] == 3  # left as it was
+
+
 def test_init_from_starts_at_the_parent_weights(trained_run: Path, fer_csv: Path,
                                                 tmp_path: Path) -> None:
     import keras
@@ -103,6 +119,7 @@ def test_init_from_starts_at_the_parent_weights(trained_run: Path, fer_csv: Path
     # whether the run began from the parent's weights or from a fresh initialisation.
     assert train_main(["--data", str(fer_csv), "--epochs", "1", "--out", str(run),
                        "--batch-size", "16", "--val-fraction", "0.2", "--lr", "1e-12",
+                       "--arch", "edge",
                        "--init-from", str(trained_run / "best.keras")]) == 0
     parent = keras.models.load_model(trained_run / "best.keras")
     child = keras.models.load_model(run / "best.keras")
@@ -122,7 +139,7 @@ def test_a_warm_restart_draws_a_fresh_stream_and_keeps_it_on_resume(
     parent = json.loads((trained_run / "metrics.json").read_text())
     assert parent["stream_seed"] == parent["seed"] == 1337
     common = ["--data", str(fer_csv), "--batch-size", "16", "--val-fraction", "0.2",
-              "--init-from", str(trained_run / "best.keras")]
+              "--arch", "edge", "--init-from", str(trained_run / "best.keras")]
     seeds = []
     for name in ("warm-a", "warm-b"):
         assert train_main([*common, "--epochs", "1", "--out", str(tmp_path / name)]) == 0

@@ -23,7 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=DEFAULT_DATA,
                    help="FER-2013 CSV (.csv or .csv.gz) or image folder <root>/<split>/<class>/ "
                         f"(default: {DEFAULT_DATA})")
-    p.add_argument("--arch", default="edge", choices=sorted(PRESETS), help="model preset")
+    p.add_argument("--arch", default="edge-plus", choices=sorted(PRESETS),
+                   help="model preset (default edge-plus, the shipped one)")
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
     p.add_argument("--out", default="runs/edge", help="run folder (default runs/edge)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from train.data import DataError
     from train.distill import TeacherError
-    from train.fit import InitFromError, TrainConfig, run
+    from train.fit import InitFromError, ResumeError, TrainConfig, run
 
     cfg = TrainConfig(
         data=args.data, out=args.out, arch=args.arch, epochs=args.epochs,
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         run(cfg)
-    except (DataError, InitFromError, TeacherError) as exc:
+    except (DataError, InitFromError, ResumeError, TeacherError) as exc:
         logging.getLogger("train").error("%s", exc)
         return 2
     return 0

@@ -37,7 +37,7 @@ class TrainConfig:
 
     data: str
     out: str
-    arch: str = "edge"
+    arch: str = "edge-plus"
     epochs: int = 60
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -87,6 +87,10 @@ def make_optimizer(name: str,
         return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True,
                                     weight_decay=weight_decay or None)
     raise ValueError(f"optimizer: unknown '{name}'; use adam or sgd")
+
+
+class ResumeError(ValueError):
+    """``--resume`` asked for something other than the run in the folder."""
 
 
 class _Resumable:
@@ -169,6 +173,8 @@ def run(cfg: TrainConfig) -> dict:
     state = json.loads(state_file.read_text()) if cfg.resume and state_file.exists() else None
     if cfg.resume and state is None:
         log.warning("--resume: no state.json in %s, starting from scratch", out)
+    if state is not None:
+        _refuse_other_arch(out / "last.keras", cfg.arch)
 
     # Runs from before the stream seed was recorded drew from cfg.seed.
     stream_seed = (_stream_seed(cfg) if state is None
@@ -332,6 +338,14 @@ def _load_weights(model: keras.Model, source: Path) -> None:
                             f"do not fit the '{model.name}' preset; pass --arch {parent.name}")
     model.set_weights(parent.get_weights())
     log.info("starting from the weights of %s", source)
+
+
+def _refuse_other_arch(checkpoint: Path, arch: str) -> None:
+    """Stop a resume under another preset than the run's, which would mislabel its record."""
+    saved = keras.models.load_model(checkpoint, compile=False).name
+    if saved != arch:
+        raise ResumeError(f"resume: {checkpoint.parent} is an '{saved}' run, not '{arch}'; "
+                          f"pass --arch {saved}")
 
 
 def _refuse_other_teachers(state: dict, teachers: tuple[str, ...], out: Path) -> None:

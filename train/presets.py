@@ -116,8 +116,8 @@ def build_edge_plus() -> keras.Model:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("edge", "compact VGG-style CNN with separable top stage (default)", build_edge),
-        Preset("edge-plus", "edge with a full-convolution top stage, 0.88 M parameters",
+        Preset("edge", "compact VGG-style CNN with separable top stage", build_edge),
+        Preset("edge-plus", "edge with a full-convolution top stage, 0.88 M parameters (default)",
                build_edge_plus),
         Preset("seed", "reference notebooks' CNN, 4.48 M parameters", build_seed),
         Preset("mlp", "dense baseline", build_mlp),
