@@ -203,8 +203,9 @@ def _training_summary(keras_path: Path) -> dict | None:
     if not metrics.is_file():
         return None
     m = json.loads(metrics.read_text())
-    keep = ("arch", "params", "macs", "epochs", "best_epoch", "wall_time_s", "seed", "data",
-            "data_sha256", "config", "machine", "command", "init_from", "teachers")
+    keep = ("arch", "params", "macs", "epochs", "best_epoch", "wall_time_s", "seed",
+            "stream_seed", "data", "data_sha256", "config", "machine", "command", "init_from",
+            "teachers")
     summary = {k: m[k] for k in keep if k in m}
     if "test" in m:
         summary["test"] = {"split": m.get("test_usage"), "accuracy": m["test"]["accuracy"],
