@@ -267,6 +267,37 @@ def test_class_weights() -> None:
     assert class_weights(labels, "none") is None
 
 
+def test_evaluate_an_ensemble_scores_the_mean_of_the_probabilities(
+        trained_run: Path, fer_csv: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from train import presets
+    from train.data import load
+    from train.evaluate import predict_probs
+    from train.metrics import classification_metrics
+
+    # An untrained model leaning hard towards one class, so the mean moves the top class.
+    mlp = presets.build("mlp")
+    kernel, bias = mlp.get_layer("probs").get_weights()
+    bias[3] = 2.0
+    mlp.get_layer("probs").set_weights([kernel, bias])
+    other = tmp_path / "mlp.keras"
+    mlp.save(other)
+    trained = trained_run / "best.keras"
+    faces = load(fer_csv, ("PublicTest",))["PublicTest"]
+    alone = predict_probs(trained, faces.images)
+    mean = (alone + predict_probs(other, faces.images)) / 2
+    assert (mean.argmax(axis=1) != alone.argmax(axis=1)).any()
+    expected = classification_metrics(faces.labels, mean.argmax(axis=1))
+    capsys.readouterr()
+    assert evaluate_main(["--model", str(trained), "--model", str(other), "--data",
+                          str(fer_csv), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["confusion"] == expected["confusion"]
+    assert result["model"] == f"{trained} + {other}"
+    assert evaluate_main(["--model", str(trained), "--model", str(tmp_path / "none.keras"),
+                          "--data", str(fer_csv)]) == 2
+
+
 def test_evaluate_flip_average_is_the_mean_over_the_mirror(trained_run: Path) -> None:
     from train.evaluate import predict_probs
 
