@@ -26,10 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arch", default="edge-plus", choices=sorted(PRESETS),
                    help="model preset (default edge-plus, the shipped one)")
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
-    p.add_argument("--out", default="runs/edge", help="run folder (default runs/edge)")
+    p.add_argument("--out", default="runs/edge-plus",
+                   help="run folder (default runs/edge-plus)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3; "
-                   "SGD wants about 10x Adam's)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--lr-schedule", choices=("plateau", "cosine"), default="plateau",
                    help="halve on a validation-loss plateau, or cosine decay with warm-up")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",

@@ -70,8 +70,8 @@ def make_optimizer(name: str,
 
     Args:
         name: ``adam`` (AdamW when ``weight_decay`` is set) or ``sgd`` (Nesterov momentum
-            0.9, the usual choice for VGG-style image classifiers, which it often leaves
-            generalising better than Adam at the cost of a higher learning rate).
+            0.9, the classic choice for VGG-style image classifiers; it needs a learning
+            rate tuned for it, not Adam's).
         lr: peak learning rate or a schedule.
         weight_decay: decoupled weight decay per step, scaled by the learning rate; 0 for none.
 
