@@ -173,14 +173,14 @@ def run(cfg: TrainConfig) -> dict:
     state = json.loads(state_file.read_text()) if cfg.resume and state_file.exists() else None
     if cfg.resume and state is None:
         log.warning("--resume: no state.json in %s, starting from scratch", out)
-    if state is not None:
-        _refuse_other_arch(out / "last.keras", cfg.arch)
 
     # Runs from before the stream seed was recorded drew from cfg.seed.
     stream_seed = (_stream_seed(cfg) if state is None
                    else int(state.get("stream_seed", cfg.seed)))
     keras.utils.set_random_seed(stream_seed)
     keras.config.set_dtype_policy(cfg.precision)
+    # Loaded (and its preset checked) before the data and teachers, to fail fast.
+    resumed = _resumed_model(out / "last.keras", cfg.arch) if state is not None else None
 
     usages = ("Training", cfg.test_usage) if cfg.test_usage else ("Training",)
     splits = fer.load(cfg.data, usages)
@@ -206,8 +206,8 @@ def run(cfg: TrainConfig) -> dict:
     val_ds = make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
                           label_smoothing=cfg.label_smoothing)
 
-    if state is not None:
-        model = keras.models.load_model(out / "last.keras")
+    if resumed is not None:
+        model = resumed
         log.info("resuming %s at epoch %d", out / "last.keras", initial_epoch)
     else:
         model = presets.build(cfg.arch)
@@ -340,12 +340,16 @@ def _load_weights(model: keras.Model, source: Path) -> None:
     log.info("starting from the weights of %s", source)
 
 
-def _refuse_other_arch(checkpoint: Path, arch: str) -> None:
-    """Stop a resume under another preset than the run's, which would mislabel its record."""
-    saved = keras.models.load_model(checkpoint, compile=False).name
-    if saved != arch:
-        raise ResumeError(f"resume: {checkpoint.parent} is an '{saved}' run, not '{arch}'; "
-                          f"pass --arch {saved}")
+def _resumed_model(checkpoint: Path, arch: str) -> keras.Model:
+    """The run's last checkpoint, with its optimizer, refused if it is not of ``arch``.
+
+    A resume under another preset than the run's would mislabel the run's record.
+    """
+    model = keras.models.load_model(checkpoint)
+    if model.name != arch:
+        raise ResumeError(f"resume: {checkpoint.parent} is an '{model.name}' run, not "
+                          f"'{arch}'; pass --arch {model.name}")
+    return model
 
 
 def _refuse_other_teachers(state: dict, teachers: tuple[str, ...], out: Path) -> None:

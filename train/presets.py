@@ -91,7 +91,7 @@ def _edge_body(name: str, top_filters: int, top_separable: bool) -> keras.Model:
 
 
 def build_edge() -> keras.Model:
-    """Compact default for small CPUs (~0.68 M parameters, ~69 M MACs).
+    """Compact VGG-style CNN for small CPUs (~0.68 M parameters, ~68 M MACs).
 
     Full 3x3 convolutions where channels are few and the resolution high (cheap in
     parameters, where separable convolutions lose most accuracy), depthwise-separable
