@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,6 @@ def test_init_from_a_bad_model_exits_2(trained_run: Path, fer_csv: Path, tmp_pat
 def test_teacher_targets_are_blended_in_and_recorded(trained_run: Path, fer_csv: Path,
                                                     tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    import logging
 
     run = tmp_path / "student"
     with caplog.at_level(logging.INFO, logger="train.fit"):
@@ -236,6 +236,30 @@ def test_an_sgd_run_trains_with_nesterov_momentum_and_records_it(
     assert config["optimizer"] == "sgd" and config["weight_decay"] == pytest.approx(5e-4)
 
 
+def test_val_fraction_0_trains_on_every_face_and_keeps_the_last_epoch(
+        fer_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import keras
+
+    run = tmp_path / "all"
+    argv = ["--data", str(fer_csv), "--out", str(run), "--batch-size", "16", "--arch", "mlp",
+            "--val-fraction", "0", "--lr-schedule", "cosine", "--patience", "1"]
+    with caplog.at_level(logging.INFO, logger="train.fit"):
+        assert train_main([*argv, "--epochs", "1"]) == 0
+        # Resumed to a fixed length: no validation, so patience cannot end it early.
+        assert train_main([*argv, "--epochs", "3", "--resume"]) == 0
+    assert "train 84 faces, validation 0 faces" in caplog.text  # all 12 per class
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["validation"] is None
+    assert m["epochs"] == m["best_epoch"] == 3
+    assert m["selection"].startswith("last epoch")
+    with (run / "history.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and {r["val_accuracy"] for r in rows} == {"NA"}
+    best = keras.models.load_model(run / "best.keras").get_weights()
+    last = keras.models.load_model(run / "last.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(best, last, strict=True))
+
+
 def test_make_optimizer() -> None:
     import keras
 
@@ -250,7 +274,8 @@ def test_make_optimizer() -> None:
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--erase", "1.5"],
                                   ["--weight-decay", "-1"], ["--optimizer", "rmsprop"],
-                                  ["--erase", "0.5", "--no-augment"]])
+                                  ["--erase", "0.5", "--no-augment"],
+                                  ["--val-fraction", "0"], ["--val-fraction", "-0.1"]])
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         train_main(argv)

@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="none")
     p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of Training held out (stratified) for early stopping")
+                   help="share of Training held out (stratified) to pick best.keras and stop "
+                        "early (default 0.1); 0 trains on every Training face for exactly "
+                        "--epochs and keeps the last epoch (needs --lr-schedule cosine)")
     p.add_argument("--test-usage", default="PublicTest",
                    help="split evaluated once at the end ('' for none)")
     p.add_argument("--patience", type=int, default=12, help="early-stopping patience (epochs)")
@@ -78,8 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be > 0")
     if args.weight_decay < 0:
         p.error("--weight-decay must be >= 0")
-    if not 0.0 < args.val_fraction < 0.5:
-        p.error("--val-fraction must be in (0, 0.5)")
+    if not 0.0 <= args.val_fraction < 0.5:
+        p.error("--val-fraction must be in [0, 0.5)")
+    if args.val_fraction == 0 and args.lr_schedule != "cosine":
+        p.error("--val-fraction 0 leaves no validation loss for the plateau schedule; "
+                "add --lr-schedule cosine")
     if not 0.0 <= args.label_smoothing < 1.0:
         p.error("--label-smoothing must be in [0, 1)")
     if not 0.0 < args.distill_weight <= 1.0:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # decoupled: AdamW for adam, SGD's own for sgd
     label_smoothing: float = 0.1
     class_weight: str = "none"  # none | balanced | sqrt
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # 0: train on all of Training for `epochs`, keep the last epoch
     test_usage: str = "PublicTest"
     patience: int = 12
     monitor: str = "val_loss"  # val_loss | val_accuracy: picks best.keras and stops early
@@ -122,7 +123,7 @@ class _ResumablePlateau(_Resumable, keras.callbacks.ReduceLROnPlateau):
 class _RunState(keras.callbacks.Callback):
     """Writes ``last.keras`` and ``state.json`` after every epoch so a run can resume."""
 
-    def __init__(self, out: Path, early: _ResumableEarlyStopping,
+    def __init__(self, out: Path, early: _ResumableEarlyStopping | None,
                  plateau: _ResumablePlateau | None, elapsed: float, since: int,
                  teacher_sha256: list[str], stream_seed: int) -> None:
         super().__init__()
@@ -139,8 +140,9 @@ class _RunState(keras.callbacks.Callback):
         state = {
             "epoch": epoch + 1,
             "elapsed_s": round(self.elapsed(), 1),
-            "early": {"monitor": self.early.monitor, "best": float(self.early.best),
-                      "wait": int(self.early.wait), "since": self.since},
+            "early": ({"monitor": self.early.monitor, "best": float(self.early.best),
+                       "wait": int(self.early.wait), "since": self.since}
+                      if self.early is not None else None),
             "teacher_sha256": self.teacher_sha256,
             "stream_seed": self.stream_seed,
         }
@@ -185,12 +187,9 @@ def run(cfg: TrainConfig) -> dict:
     usages = ("Training", cfg.test_usage) if cfg.test_usage else ("Training",)
     splits = fer.load(cfg.data, usages)
     train_all = splits["Training"]
-    keep, held = fer.stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
-    train_set = fer.subset(train_all, keep, "(train part)")
-    val_set = fer.subset(train_all, held, f"(held-out {cfg.val_fraction:.0%})")
-    if len(val_set) == 0:
-        raise ValueError("val_fraction leaves no validation faces; raise it")
-    log.info("train %d faces, validation %d faces", len(train_set), len(val_set))
+    train_set, val_set = _split(train_all, cfg)
+    log.info("train %d faces, validation %d faces", len(train_set),
+             len(val_set) if val_set else 0)
 
     initial_epoch = int(state["epoch"]) if state is not None else 0
     steps = steps_per_epoch(len(train_set), cfg.batch_size)
@@ -203,8 +202,8 @@ def run(cfg: TrainConfig) -> dict:
                             seed=stream_seed, augment=cfg.augment,
                             label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
                             targets=targets)
-    val_ds = make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
-                          label_smoothing=cfg.label_smoothing)
+    val_ds = (make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
+                           label_smoothing=cfg.label_smoothing) if val_set else None)
 
     if resumed is not None:
         model = resumed
@@ -244,19 +243,21 @@ def run(cfg: TrainConfig) -> dict:
     plateau = (_ResumablePlateau(state and state.get("plateau"), monitor="val_loss", factor=0.5,
                                  patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
                if cfg.lr_schedule == "plateau" else None)
-    run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0, since,
-                          teacher_sha256, stream_seed)
+    selects = val_set is not None
+    run_state = _RunState(out, early if selects else None, plateau,
+                          state["elapsed_s"] if state else 0.0, since, teacher_sha256,
+                          stream_seed)
+    checkpoint = keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
+                                                 save_best_only=True)
+    if restored_early:
+        # ModelCheckpoint must not overwrite a better best.keras from before the resume.
+        checkpoint.best = restored_early["best"]
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
-                                        save_best_only=True),
+        *([checkpoint, early] if selects else []),
         keras.callbacks.CSVLogger(out / "history.csv", append=state is not None),
-        early,
         *([plateau] if plateau else []),
         run_state,  # last, so the counters it saves are this epoch's
     ]
-    if restored_early:
-        # ModelCheckpoint must not overwrite a better best.keras from before the resume.
-        callbacks[0].best = restored_early["best"]
 
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps,
@@ -265,6 +266,9 @@ def run(cfg: TrainConfig) -> dict:
               verbose=1 if os.isatty(1) else 2)
     wall = run_state.elapsed()
     epochs_done = _epochs_in(out / "history.csv")
+    if not selects:
+        # Nothing to select on: the run's model is its last epoch, as the recipe fixed it.
+        shutil.copyfile(out / "last.keras", out / "best.keras")
 
     best = _as_float32(keras.models.load_model(out / "best.keras"), cfg.arch)
     best.save(out / "best.keras")
@@ -273,7 +277,10 @@ def run(cfg: TrainConfig) -> dict:
         "params": params,
         "macs": macs,
         "epochs": epochs_done,
-        "best_epoch": _best_epoch(out / "history.csv", cfg.monitor, since),
+        "best_epoch": (_best_epoch(out / "history.csv", cfg.monitor, since) if selects
+                       else epochs_done),
+        "selection": (f"best {cfg.monitor} on the held-out split" if selects
+                      else "last epoch (no held-out split: all Training faces trained on)"),
         "wall_time_s": round(wall, 1),
         "seed": cfg.seed,
         "stream_seed": stream_seed,
@@ -284,7 +291,8 @@ def run(cfg: TrainConfig) -> dict:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         **({"init_from": _parent_summary(Path(cfg.init_from))} if cfg.init_from else {}),
         **({"teachers": teacher_record} if teacher_record else {}),
-        "validation": classification_metrics(val_set.labels, _predict(best, val_set.images)),
+        "validation": (classification_metrics(val_set.labels, _predict(best, val_set.images))
+                       if val_set else None),
     }
     if cfg.test_usage:
         test = splits[cfg.test_usage]
@@ -294,13 +302,32 @@ def run(cfg: TrainConfig) -> dict:
         plot_confusion(result["test"]["confusion"], out / "confusion_matrix.png",
                        f"{cfg.arch} on {cfg.test_usage} "
                        f"(accuracy {result['test']['accuracy']:.3f})")
-    else:
+    elif val_set:
         plot_confusion(result["validation"]["confusion"], out / "confusion_matrix.png",
                        f"{cfg.arch} on held-out validation")
     plot_curves(out / "history.csv", out / "curves.png")
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     log.info("wrote %s (wall time %.0f s)", out / "metrics.json", wall)
     return result
+
+
+def _split(train_all: fer.FaceSet, cfg: TrainConfig) -> tuple[fer.FaceSet, fer.FaceSet | None]:
+    """The faces trained on and the held-out ones (``None`` when ``val_fraction`` is 0).
+
+    With no held-out split nothing can pick an epoch or stop early, so the run trains for
+    exactly ``epochs`` under a schedule fixed in advance (cosine) and keeps its last epoch:
+    the way to train a final model on every face once a held-out run has chosen the recipe.
+    """
+    if cfg.val_fraction == 0:
+        if cfg.lr_schedule != "cosine":
+            raise ValueError("val_fraction 0 leaves no validation loss for the plateau "
+                             "schedule; use lr_schedule cosine")
+        return train_all, None
+    keep, held = fer.stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
+    val_set = fer.subset(train_all, held, f"(held-out {cfg.val_fraction:.0%})")
+    if len(val_set) == 0:
+        raise ValueError("val_fraction leaves no validation faces; raise it")
+    return fer.subset(train_all, keep, "(train part)"), val_set
 
 
 def _stream_seed(cfg: TrainConfig) -> int:

@@ -103,8 +103,11 @@ def plot_curves(history_csv: Path, path: Path) -> None:
     for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, style in (("", "-"), ("val_", "--")):
             col = prefix + key
-            if rows and col in rows[0]:
-                ax.plot(epochs, [float(r[col]) for r in rows], style,
+            # Keras logs NA for validation figures of a run without a held-out split.
+            points = [(e, float(r[col])) for e, r in zip(epochs, rows, strict=True)
+                      if r.get(col, "NA") != "NA"]
+            if points:
+                ax.plot(*zip(*points, strict=True), style,
                         label="validation" if prefix else "train")
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
