@@ -188,8 +188,9 @@ def run(cfg: TrainConfig) -> dict:
     splits = fer.load(cfg.data, usages)
     train_all = splits["Training"]
     train_set, val_set = _split(train_all, cfg)
+    selects = val_set is not None  # else the run keeps its last epoch
     log.info("train %d faces, validation %d faces", len(train_set),
-             len(val_set) if val_set else 0)
+             len(val_set) if selects else 0)
 
     initial_epoch = int(state["epoch"]) if state is not None else 0
     steps = steps_per_epoch(len(train_set), cfg.batch_size)
@@ -203,7 +204,7 @@ def run(cfg: TrainConfig) -> dict:
                             label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
                             targets=targets)
     val_ds = (make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
-                           label_smoothing=cfg.label_smoothing) if val_set else None)
+                           label_smoothing=cfg.label_smoothing) if selects else None)
 
     if resumed is not None:
         model = resumed
@@ -243,7 +244,6 @@ def run(cfg: TrainConfig) -> dict:
     plateau = (_ResumablePlateau(state and state.get("plateau"), monitor="val_loss", factor=0.5,
                                  patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
                if cfg.lr_schedule == "plateau" else None)
-    selects = val_set is not None
     run_state = _RunState(out, early if selects else None, plateau,
                           state["elapsed_s"] if state else 0.0, since, teacher_sha256,
                           stream_seed)
@@ -292,7 +292,7 @@ def run(cfg: TrainConfig) -> dict:
         **({"init_from": _parent_summary(Path(cfg.init_from))} if cfg.init_from else {}),
         **({"teachers": teacher_record} if teacher_record else {}),
         "validation": (classification_metrics(val_set.labels, _predict(best, val_set.images))
-                       if val_set else None),
+                       if selects else None),
     }
     if cfg.test_usage:
         test = splits[cfg.test_usage]
@@ -302,7 +302,7 @@ def run(cfg: TrainConfig) -> dict:
         plot_confusion(result["test"]["confusion"], out / "confusion_matrix.png",
                        f"{cfg.arch} on {cfg.test_usage} "
                        f"(accuracy {result['test']['accuracy']:.3f})")
-    elif val_set:
+    elif selects:
         plot_confusion(result["validation"]["confusion"], out / "confusion_matrix.png",
                        f"{cfg.arch} on held-out validation")
     plot_curves(out / "history.csv", out / "curves.png")
