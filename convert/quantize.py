@@ -203,7 +203,7 @@ def _training_summary(keras_path: Path) -> dict | None:
     if not metrics.is_file():
         return None
     m = json.loads(metrics.read_text())
-    keep = ("arch", "params", "macs", "epochs", "best_epoch", "wall_time_s", "seed",
+    keep = ("arch", "params", "macs", "epochs", "best_epoch", "selection", "wall_time_s", "seed",
             "stream_seed", "data", "data_sha256", "config", "machine", "command", "init_from",
             "teachers")
     summary = {k: m[k] for k in keep if k in m}

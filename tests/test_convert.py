@@ -46,6 +46,7 @@ def test_card_fields_and_figures(converted: Path, trained_run: Path, fer_csv: Pa
     run = json.loads((trained_run / "metrics.json").read_text())
     assert card["training"]["command"] == run["command"]
     assert card["training"]["stream_seed"] == run["stream_seed"]  # re-runs the same draws
+    assert card["training"]["selection"] == run["selection"]  # which epoch the weights are
     assert card["training"]["test"]["accuracy"] == run["test"]["accuracy"]
 
 
