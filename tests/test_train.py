@@ -97,7 +97,7 @@ def test_resume_with_another_monitor_starts_the_selection_over(
         4 + accuracies.index(max(accuracies)))
 
 
-def test_resume_under_another_preset_exits_2(trained_run: Path, fer_csv: Path,
+def test_resume_under_another_preset_or_split_exits_2(trained_run: Path, fer_csv: Path,
                                             tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     import shutil
@@ -109,6 +109,12 @@ def test_resume_under_another_preset_exits_2(trained_run: Path, fer_csv: Path,
                        "--arch", "edge-plus"]) == 2
     assert "is an 'edge' run, not 'edge-plus'; pass --arch edge" in caplog.text
     assert json.loads((run / "state.json").read_text())["epoch"] == 3  # left as it was
+    caplog.clear()
+    assert train_main(["--data", str(fer_csv), "--epochs", "4", "--out", str(run),
+                       "--batch-size", "16", "--val-fraction", "0", "--lr-schedule", "cosine",
+                       "--resume", "--arch", "edge"]) == 2
+    assert "trained with a held-out split; drop --val-fraction 0" in caplog.text
+    assert json.loads((run / "state.json").read_text())["epoch"] == 3
 
 
 def test_init_from_starts_at_the_parent_weights(trained_run: Path, fer_csv: Path,
@@ -248,6 +254,9 @@ def test_val_fraction_0_trains_on_every_face_and_keeps_the_last_epoch(
         # Resumed to a fixed length: no validation, so patience cannot end it early.
         assert train_main([*argv, "--epochs", "3", "--resume"]) == 0
     assert "train 84 faces, validation 0 faces" in caplog.text  # all 12 per class
+    held_out = [a if a != "0" else "0.2" for a in argv]
+    assert train_main([*held_out, "--epochs", "4", "--resume"]) == 2
+    assert "pass --val-fraction 0" in caplog.text
     m = json.loads((run / "metrics.json").read_text())
     assert m["validation"] is None
     assert m["epochs"] == m["best_epoch"] == 3

@@ -181,6 +181,12 @@ def run(cfg: TrainConfig) -> dict:
                    else int(state.get("stream_seed", cfg.seed)))
     keras.utils.set_random_seed(stream_seed)
     keras.config.set_dtype_policy(cfg.precision)
+    if state is not None and (state.get("early") is None) != (cfg.val_fraction == 0):
+        # Half the run on other faces than the rest would be neither recipe.
+        raise ResumeError(f"resume: {out} was trained "
+                          + ("on every Training face; pass --val-fraction 0"
+                             if state.get("early") is None else
+                             "with a held-out split; drop --val-fraction 0"))
     # Loaded (and its preset checked) before the data and teachers, to fail fast.
     resumed = _resumed_model(out / "last.keras", cfg.arch) if state is not None else None
 
