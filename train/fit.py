@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -244,22 +243,25 @@ def run(cfg: TrainConfig) -> dict:
         restored_early = None
     # First epoch (0-based) that competes for best.keras.
     since = restored_early.get("since", 0) if restored_early else initial_epoch
-    early = _ResumableEarlyStopping(
-        restored_early, monitor=cfg.monitor, patience=cfg.patience,
-        restore_best_weights=False, verbose=1)
+    selecting: list[keras.callbacks.Callback] = []  # best.keras and early stopping
+    early = None
+    if selects:
+        early = _ResumableEarlyStopping(restored_early, monitor=cfg.monitor,
+                                        patience=cfg.patience, restore_best_weights=False,
+                                        verbose=1)
+        checkpoint = keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
+                                                     save_best_only=True)
+        if restored_early:
+            # ModelCheckpoint must not overwrite a better best.keras from before the resume.
+            checkpoint.best = restored_early["best"]
+        selecting = [checkpoint, early]
     plateau = (_ResumablePlateau(state and state.get("plateau"), monitor="val_loss", factor=0.5,
                                  patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
                if cfg.lr_schedule == "plateau" else None)
-    run_state = _RunState(out, early if selects else None, plateau,
-                          state["elapsed_s"] if state else 0.0, since, teacher_sha256,
-                          stream_seed)
-    checkpoint = keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
-                                                 save_best_only=True)
-    if restored_early:
-        # ModelCheckpoint must not overwrite a better best.keras from before the resume.
-        checkpoint.best = restored_early["best"]
+    run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0, since,
+                          teacher_sha256, stream_seed)
     callbacks: list[keras.callbacks.Callback] = [
-        *([checkpoint, early] if selects else []),
+        *selecting,
         keras.callbacks.CSVLogger(out / "history.csv", append=state is not None),
         *([plateau] if plateau else []),
         run_state,  # last, so the counters it saves are this epoch's
@@ -272,11 +274,9 @@ def run(cfg: TrainConfig) -> dict:
               verbose=1 if os.isatty(1) else 2)
     wall = run_state.elapsed()
     epochs_done = _epochs_in(out / "history.csv")
-    if not selects:
-        # Nothing to select on: the run's model is its last epoch, as the recipe fixed it.
-        shutil.copyfile(out / "last.keras", out / "best.keras")
-
-    best = _as_float32(keras.models.load_model(out / "best.keras"), cfg.arch)
+    # Without a held-out split nothing selects: the run's model is its last epoch.
+    best = _as_float32(keras.models.load_model(out / ("best.keras" if selects else "last.keras")),
+                       cfg.arch)
     best.save(out / "best.keras")
     result = {
         "arch": cfg.arch,
