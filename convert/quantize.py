@@ -22,6 +22,7 @@ import numpy as np
 from edge.model import EmotionClassifier, ModelCard, ModelError, load_runtime, sha256_file
 from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
 from edge.sysinfo import describe
+from train.data import CALIBRATION_FACES
 
 log = logging.getLogger("convert")
 
@@ -47,8 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="emotion", help="file name prefix (default emotion)")
     p.add_argument("--io-type", default="int8", choices=("int8", "uint8"),
                    help="input/output tensor type of the int8 model (default int8)")
-    p.add_argument("--calibration", type=int, default=400,
-                   help="faces drawn from Training (stratified) to calibrate int8 (default 400)")
+    p.add_argument("--calibration", type=int, default=CALIBRATION_FACES,
+                   help="faces drawn from Training (stratified) to calibrate int8 "
+                        f"(default {CALIBRATION_FACES})")
     p.add_argument("--usage", default="PublicTest",
                    help="split for the parity check (default PublicTest)")
     p.add_argument("--min-agreement", type=float, default=0.98,

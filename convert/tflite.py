@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from edge.preprocessing import INPUT_SHAPE
+from train.data import calibration_inputs
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,5 @@ def _configure(converter: tf.lite.TFLiteConverter, mode: str, calibration: np.nd
 
 
 def _representative(faces: np.ndarray) -> Iterator[list[np.ndarray]]:
-    # The input contract is the full 0..255 pixel range. Pinning one black and one white
-    # pixel in a corner makes the input quantization span it (scale 1, zero point -128:
-    # the device's int8 input is the pixel with its top bit flipped) whatever the
-    # calibration faces' own range, at a negligible change to the faces.
-    for face in faces:
-        x = face.reshape(1, *INPUT_SHAPE).astype(np.float32)
-        x[0, 0, 0, 0], x[0, 0, 1, 0] = 0.0, 255.0
-        yield [x]
+    for x in calibration_inputs(faces):
+        yield [x[None]]

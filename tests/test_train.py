@@ -284,7 +284,10 @@ def test_make_optimizer() -> None:
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--erase", "1.5"],
                                   ["--weight-decay", "-1"], ["--optimizer", "rmsprop"],
                                   ["--erase", "0.5", "--no-augment"],
-                                  ["--val-fraction", "0"], ["--val-fraction", "-0.1"]])
+                                  ["--val-fraction", "0"], ["--val-fraction", "-0.1"],
+                                  ["--quantize-aware"],
+                                  ["--quantize-aware", "--init-from", "m.keras",
+                                   "--precision", "mixed_bfloat16"]])
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         train_main(argv)

@@ -73,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="share of each training target taken from --teacher (default 0.5)")
     p.add_argument("--distill-temperature", type=float, default=1.0,
                    help="soften the teacher's probabilities (p ** 1/T, default 1)")
+    p.add_argument("--quantize-aware", action="store_true",
+                   help="fine-tune the --init-from model through the int8 rounding its "
+                        "converted file will do (BatchNormalization folded in); best.keras is "
+                        "saved folded, as a plain float model for convert.quantize")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "patience"):
@@ -91,6 +95,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--distill-weight must be in (0, 1]")
     if args.distill_temperature <= 0:
         p.error("--distill-temperature must be > 0")
+    if args.quantize_aware and not (args.init_from or args.resume):
+        p.error("--quantize-aware fine-tunes a trained model: add --init-from MODEL")
+    if args.quantize_aware and args.precision != "float32":
+        p.error("--quantize-aware simulates int8 on float32; drop --precision")
     if args.no_augment and args.erase:
         p.error("--erase is an augmentation; drop it or --no-augment")
     try:  # Augment validates its own fields; the CLI only names the flag
@@ -120,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         augment=args.augment,
         resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
         distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
+        quantize_aware=args.quantize_aware,
         command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),
     )
     try:

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.preprocessing import EMOTIONS
 from train import data as fer
-from train import distill, presets
+from train import distill, presets, quant_aware
 from train.inputs import Augment, make_dataset, steps_per_epoch
 from train.metrics import classification_metrics, format_table, plot_confusion, plot_curves
 
@@ -60,6 +60,7 @@ class TrainConfig:
     teachers: tuple[str, ...] = ()  # .keras models (any preset) whose soft labels are blended in
     distill_weight: float = 0.5  # share of each target taken from the teacher
     distill_temperature: float = 1.0
+    quantize_aware: bool = False  # fine-tune init_from through simulated int8 rounding
     command: str = ""
 
 
@@ -187,7 +188,10 @@ def run(cfg: TrainConfig) -> dict:
                              if state.get("early") is None else
                              "with a held-out split; drop --val-fraction 0"))
     # Loaded (and its preset checked) before the data and teachers, to fail fast.
-    resumed = _resumed_model(out / "last.keras", cfg.arch) if state is not None else None
+    resumed = (_resumed_model(out / "last.keras", cfg.arch, cfg.quantize_aware)
+               if state is not None else None)
+    if cfg.quantize_aware and not (cfg.init_from or resumed):
+        raise InitFromError("quantize_aware fine-tunes a trained model: pass init_from")
 
     usages = ("Training", cfg.test_usage) if cfg.test_usage else ("Training",)
     splits = fer.load(cfg.data, usages)
@@ -218,6 +222,8 @@ def run(cfg: TrainConfig) -> dict:
         model = presets.build(cfg.arch)
         if cfg.init_from:
             _load_weights(model, _init_source(cfg.init_from))
+        if cfg.quantize_aware:
+            model = quant_aware.prepare(model)
         total = cfg.epochs * steps
         lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
         if cfg.lr_schedule == "cosine":
@@ -260,7 +266,11 @@ def run(cfg: TrainConfig) -> dict:
                if cfg.lr_schedule == "plateau" else None)
     run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0, since,
                           teacher_sha256, stream_seed)
+    # The faces convert.quantize calibrates on, so training sees the ranges the file gets.
+    recalibrate = ([quant_aware.Recalibrate(train_all.images[fer.stratified_sample(
+        train_all.labels, fer.CALIBRATION_FACES, cfg.seed)])] if cfg.quantize_aware else [])
     callbacks: list[keras.callbacks.Callback] = [
+        *recalibrate,
         *selecting,
         keras.callbacks.CSVLogger(out / "history.csv", append=state is not None),
         *([plateau] if plateau else []),
@@ -275,8 +285,9 @@ def run(cfg: TrainConfig) -> dict:
     wall = run_state.elapsed()
     epochs_done = _epochs_in(out / "history.csv")
     # Without a held-out split nothing selects: the run's model is its last epoch.
-    best = _as_float32(keras.models.load_model(out / ("best.keras" if selects else "last.keras")),
-                       cfg.arch)
+    best = keras.models.load_model(out / ("best.keras" if selects else "last.keras"))
+    # Folded and without the simulation: a plain model that converts like any other.
+    best = quant_aware.strip(best) if cfg.quantize_aware else _as_float32(best, cfg.arch)
     best.save(out / "best.keras")
     result = {
         "arch": cfg.arch,
@@ -373,15 +384,20 @@ def _load_weights(model: keras.Model, source: Path) -> None:
     log.info("starting from the weights of %s", source)
 
 
-def _resumed_model(checkpoint: Path, arch: str) -> keras.Model:
+def _resumed_model(checkpoint: Path, arch: str, quantize_aware: bool) -> keras.Model:
     """The run's last checkpoint, with its optimizer, refused if it is not of ``arch``.
 
-    A resume under another preset than the run's would mislabel the run's record.
+    A resume under another preset than the run's, or with quantization-aware training
+    switched on or off, would mislabel the run's record.
     """
     model = keras.models.load_model(checkpoint)
     if model.name != arch:
         raise ResumeError(f"resume: {checkpoint.parent} is an '{model.name}' run, not "
                           f"'{arch}'; pass --arch {model.name}")
+    if quant_aware.is_quantization_aware(model) != quantize_aware:
+        raise ResumeError(f"resume: {checkpoint.parent} was trained "
+                          + ("quantization-aware; pass --quantize-aware" if not quantize_aware
+                             else "without --quantize-aware; drop it"))
     return model
 
 
