@@ -16,6 +16,7 @@ import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from edge.model import EmotionClassifier, ModelCard, ModelError, load_runtime, s
 from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
 from edge.sysinfo import describe
 from train.data import CALIBRATION_FACES
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger("convert")
 
@@ -55,6 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="split for the parity check (default PublicTest)")
     p.add_argument("--min-agreement", type=float, default=0.98,
                    help="fail when top-1 agreement with Keras is below this (default 0.98)")
+    p.add_argument("--reference", default="", metavar="MODEL",
+                   help="float .keras model the parity check compares with (default: --model; "
+                        "for a model from python -m train --quantize-aware, the model it "
+                        "fine-tuned)")
     p.add_argument("--flip-average", action="store_true",
                    help="fold horizontal-flip test-time averaging into the model (2x compute)")
     p.add_argument("--seed", type=int, default=1337)
@@ -110,26 +118,16 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, command: str) -> int:
     out = _check_inputs(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from convert.parity import classify_all, compare, latency_ms
     from convert.tflite import convert
     from train.data import DataError, load, stratified_sample
     from train.metrics import classification_metrics
 
-    try:
-        model = keras.models.load_model(args.model)
-    except Exception as exc:  # Keras raises many types for a file that is not a model
-        raise ConvertError(f"{args.model}: cannot be loaded as a Keras model ({exc})") from None
-    if args.flip_average:
-        from train.presets import with_flip_averaging
-
-        model = with_flip_averaging(model)
-    in_shape = tuple(model.inputs[0].shape[1:])
-    if in_shape != (FACE_SIZE, FACE_SIZE, 1) or model.outputs[0].shape[-1] != len(EMOTIONS):
-        raise ConvertError(
-            f"{args.model}: model takes {in_shape} and gives {model.outputs[0].shape[-1]} "
-            f"outputs; the data is {FACE_SIZE}x{FACE_SIZE}x1 faces with {len(EMOTIONS)} classes")
+    model = _load_keras(Path(args.model), args.flip_average)
+    training = _training_summary(Path(args.model))
+    reference_path = _reference_path(args, training)
+    reference_model = (model if reference_path == Path(args.model)
+                       else _load_keras(reference_path, args.flip_average))
     try:
         splits = load(args.data, ("Training", args.usage))
     except DataError as exc:
@@ -137,11 +135,11 @@ def _run(args: argparse.Namespace, command: str) -> int:
     calib_idx = stratified_sample(splits["Training"].labels, args.calibration, args.seed)
     calibration = splits["Training"].images[calib_idx]
     val = splits[args.usage]
-    reference = model.predict(val.images[..., None].astype(np.float32), batch_size=256,
-                              verbose=0)
+    log.info("parity check against %s on %s", reference_path, args.usage)
+    reference = reference_model.predict(val.images[..., None].astype(np.float32),
+                                        batch_size=256, verbose=0)
     runtime = load_runtime()
     keras_sha = sha256_file(args.model)
-    training = _training_summary(Path(args.model))
 
     modes = MODES if args.mode == "all" else (args.mode,)
     rows, failed = [], []
@@ -172,7 +170,9 @@ def _run(args: argparse.Namespace, command: str) -> int:
         card["output"] = _tensor_card(classifier, "output")
         probs = classify_all(classifier, val.images)
         parity = compare(reference, probs, val.labels)
-        parity.update(split=args.usage, data=str(args.data),
+        parity.update(reference={"keras": str(reference_path),
+                                 "sha256": sha256_file(reference_path)},
+                      split=args.usage, data=str(args.data),
                       min_agreement=args.min_agreement,
                       passed=parity["top1_agreement"] >= args.min_agreement)
         card["parity"] = parity
@@ -197,6 +197,49 @@ def _run(args: argparse.Namespace, command: str) -> int:
                   "too often; the card records passed=false): %s", "; ".join(failed))
         return 1
     return 0
+
+
+def _load_keras(path: Path, flip_average: bool) -> keras.Model:
+    """A Keras emotion model from ``path`` (flip-averaged if asked), checked to fit the data."""
+    import keras
+
+    try:
+        model = keras.models.load_model(path)
+    except Exception as exc:  # Keras raises many types for a file that is not a model
+        raise ConvertError(f"{path}: cannot be loaded as a Keras model ({exc})") from None
+    if flip_average:
+        from train.presets import with_flip_averaging
+
+        model = with_flip_averaging(model)
+    in_shape = tuple(model.inputs[0].shape[1:])
+    if in_shape != (FACE_SIZE, FACE_SIZE, 1) or model.outputs[0].shape[-1] != len(EMOTIONS):
+        raise ConvertError(
+            f"{path}: model takes {in_shape} and gives {model.outputs[0].shape[-1]} "
+            f"outputs; the data is {FACE_SIZE}x{FACE_SIZE}x1 faces with {len(EMOTIONS)} classes")
+    return model
+
+
+def _reference_path(args: argparse.Namespace, training: dict | None) -> Path:
+    """The float model the converted one must agree with.
+
+    ``--reference`` when given. A model fine-tuned by ``python -m train --quantize-aware``
+    stands for the model it started from, so that one, when it is still where the run
+    recorded it. Otherwise the model being converted.
+    """
+    if args.reference:
+        reference = Path(args.reference)
+        if not reference.is_file():
+            raise ConvertError(f"--reference {reference}: no such model file")
+        return reference
+    config = (training or {}).get("config", {})
+    parent = (training or {}).get("init_from", {}).get("model")
+    if config.get("quantize_aware") and parent:
+        if Path(parent).is_file():
+            return Path(parent)
+        log.warning("%s was fine-tuned quantization-aware from %s, which is not there; the "
+                    "parity check compares with %s itself (pass --reference to change it)",
+                    args.model, parent, args.model)
+    return Path(args.model)
 
 
 def _training_summary(keras_path: Path) -> dict | None:

@@ -33,6 +33,8 @@ def test_card_fields_and_figures(converted: Path, trained_run: Path, fer_csv: Pa
     assert "numpy" in card["versions"]
     parity = card["parity"]
     assert parity["passed"] is True and parity["split"] == "PublicTest"
+    assert parity["reference"] == {"keras": str(trained_run / "best.keras"),
+                                   "sha256": card["source"]["sha256"]}
     assert 0.8 <= parity["top1_agreement"] <= 1.0
     assert 0 <= parity["mean_abs_prob_diff"] <= parity["max_abs_prob_diff"] <= 1
     assert card["latency_ms_per_face"]["median"] > 0

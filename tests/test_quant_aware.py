@@ -140,6 +140,12 @@ def test_a_quantization_aware_run_saves_a_plain_folded_model_and_resumes(
     x = make_faces(2, seed=9)[0][..., None].astype(np.float32)
     np.testing.assert_allclose(best.predict(x, verbose=0), parent.predict(x, verbose=0),
                                atol=1e-5)
-    assert convert_main(["--model", str(run / "best.keras"), "--data", str(fer_csv),
-                         "--out", str(tmp_path / "models"), "--calibration", "40",
-                         "--min-agreement", "0.8"]) == 0
+    convert = ["--model", str(run / "best.keras"), "--data", str(fer_csv),
+               "--out", str(tmp_path / "models"), "--calibration", "40", "--min-agreement", "0.8"]
+    assert convert_main(convert) == 0
+    # The int8 file must agree with the model that was fine-tuned, which it stands for.
+    card = json.loads((tmp_path / "models" / "emotion_int8.json").read_text())
+    assert card["parity"]["reference"]["keras"] == str(trained_run / "best.keras")
+    assert card["source"]["keras"] == str(run / "best.keras")
+    assert card["training"]["config"]["quantize_aware"] is True
+    assert convert_main([*convert, "--reference", str(tmp_path / "gone.keras")]) == 2
