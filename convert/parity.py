@@ -1,8 +1,6 @@
-"""How closely a converted model follows its Keras original, and how fast it runs."""
+"""How closely a converted model follows its Keras original."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
@@ -33,16 +31,3 @@ def classify_all(classifier: EmotionClassifier, faces: np.ndarray, batch: int = 
     """Probabilities for many faces through the device classifier, in batches."""
     return np.concatenate([classifier.classify(faces[i:i + batch])
                            for i in range(0, len(faces), batch)])
-
-
-def latency_ms(classifier: EmotionClassifier, face: np.ndarray, runs: int = 300) -> float:
-    """Median wall time of one single-face classify call, in milliseconds."""
-    one = face.reshape(1, *face.shape[-2:])
-    for _ in range(20):
-        classifier.classify(one)
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        classifier.classify(one)
-        times[i] = time.perf_counter() - t0
-    return round(float(np.median(times) * 1e3), 4)

@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, command: str) -> int:
     out = _check_inputs(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from convert.parity import classify_all, compare, latency_ms
+    from convert.parity import classify_all, compare
     from convert.tflite import convert
+    from edge.bench import classify_latency
     from train.data import DataError, load, stratified_sample
     from train.metrics import classification_metrics
 
@@ -179,8 +180,9 @@ def _run(args: argparse.Namespace, command: str) -> int:
         card["evaluation"] = {"split": args.usage,
                               **classification_metrics(val.labels, probs.argmax(axis=1))}
         if args.mode == "all":
+            timed = classify_latency(classifier, args.latency_runs, face=val.images[0])
             card["latency_ms_per_face"] = {
-                "median": latency_ms(classifier, val.images[0], args.latency_runs),
+                "median": timed["p50_ms"], "p95": timed["p95_ms"],
                 "runs": args.latency_runs, "threads": 1, "batch": 1,
                 "runtime": f"{runtime.name} {runtime.version}", "machine": describe()}
         card_path = tflite_path.with_suffix(".json")

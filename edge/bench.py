@@ -1,11 +1,13 @@
 """``python -m edge.bench``: frames per second and per-stage latency of the real pipeline.
 
-Runs the same pipeline code as the service (``edge.pipeline``) over a video, after a
+First times the classifier alone (one face per call, as the model card's ``ms per face``),
+then runs the same pipeline code as the service (``edge.pipeline``) over a video, after a
 warm-up, and reports end-to-end frames per second, per-stage latency percentiles,
 capture-to-result latency, drops, faces per frame, CPU and peak memory, and the machine.
 ``--compare`` adds, on the same frames, the sequential single-thread loop (read, detect,
 classify, repeat), the threaded pipeline with 1..N workers, and every model mode found
-next to the model. ``--rate`` replays the file on a clock, as a camera would deliver it.
+next to the model, each mode also timed alone. ``--rate`` replays the file on a clock, as a
+camera would deliver it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge.config import Config, load
 from edge.faces import FaceDetector, extract_faces
-from edge.model import EmotionClassifier, card_path_for
+from edge.model import FACE_SIZE, EmotionClassifier, card_path_for
 from edge.pipeline import Pipeline
 from edge.service import Components, load_classifiers, make_pipeline
 from edge.sinks.jsonl import JsonLinesSink
@@ -72,6 +75,38 @@ class _Usage:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def classify_latency(classifier: EmotionClassifier, runs: int = 300,
+                     face: np.ndarray | None = None) -> dict:
+    """Wall time of single-face classify calls, the model alone, in milliseconds.
+
+    What "ms per face" means in the model card and the README: one face per call (batch
+    1), the device's own classify path (scaling, invoke, dequantize), on a quiet process.
+
+    Args:
+        classifier: the loaded model.
+        runs: calls timed, after 20 untimed ones.
+        face: ``(48, 48)`` uint8 pixels; these models' time does not depend on them, so
+            a mid-grey face stands in by default.
+
+    Returns:
+        ``p50_ms``, ``p95_ms``, ``runs`` and ``batch`` (1).
+    """
+    if runs <= 0:
+        raise ValueError(f"runs must be > 0, got {runs}")
+    one = (np.full((1, FACE_SIZE, FACE_SIZE), 128, np.uint8) if face is None
+           else np.asarray(face, np.uint8).reshape(1, FACE_SIZE, FACE_SIZE))
+    for _ in range(20):
+        classifier.classify(one)
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        classifier.classify(one)
+        times[i] = time.perf_counter() - t0
+    p50, p95 = np.percentile(times, (50, 95)) * 1e3
+    return {"p50_ms": round(float(p50), 4), "p95_ms": round(float(p95), 4), "runs": runs,
+            "batch": 1}
 
 
 def _source(path: str, cfg: Config) -> OpenCVSource:
@@ -211,11 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus", type=int, help="pin the process to this many cores")
     p.add_argument("--compare", action="store_true",
                    help="sequential loop vs threaded 1..N workers vs every model mode")
+    p.add_argument("--latency-runs", type=int, default=300,
+                   help="single-face classify calls timed per model (default 300)")
     p.add_argument("--json", metavar="OUT", help="write every figure as JSON")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.frames <= 0 or args.warmup < 0:
-        p.error("--frames must be > 0 and --warmup >= 0")
+    if args.frames <= 0 or args.warmup < 0 or args.latency_runs <= 0:
+        p.error("--frames and --latency-runs must be > 0 and --warmup >= 0")
     from edge.service import STARTUP_ERRORS
 
     try:
@@ -254,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         "detector": dataclasses.asdict(cfg.detector),
         "frames": args.frames, "warmup": args.warmup, "rate": args.rate,
     }
+    # Timed first, while nothing else in this process runs.
+    report["classifier"] = {"threads": cfg.model.threads,
+                            **classify_latency(main_clfs[0], args.latency_runs)}
     report["pipeline"] = {"workers": workers, **run_pipeline(
         cfg, source, main_clfs[:workers], args.frames, args.warmup, args.rate)}
     if args.compare:
@@ -271,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
             if path.resolve() == model.resolve():
                 continue
             clfs = _classifiers(path, cfg, args.max_workers)
+            alone = classify_latency(clfs[0], args.latency_runs)
             rows.append({"name": f"threaded, {args.max_workers} worker(s), {mode}",
-                         **run_pipeline(cfg, source, clfs, args.frames, args.warmup)})
+                         **run_pipeline(cfg, source, clfs, args.frames, args.warmup),
+                         "classifier": {"threads": cfg.model.threads, **alone}})
         report["compare"] = rows
     report["peak_rss_mb"] = peak_rss_mb()
 
@@ -286,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{d.min_neighbors}, min size {d.min_size}, full every {d.full_every} frame(s)")
     print(f"source    {source} {size[0]}x{size[1]}; {args.frames} frames after "
           f"{args.warmup} warm-up" + (f"; replayed at {args.rate} fps" if args.rate else ""))
+    lat = report["classifier"]
+    print(f"\nclassifier alone ({card.mode}, batch 1, {cfg.model.threads} thread(s)): "
+          f"{lat['p50_ms']:.3f} ms per face (median of {lat['runs']}), p95 {lat['p95_ms']:.3f}")
     print(f"\npipeline, {workers} worker(s): {pr['fps']:.1f} frames/s, CPU {pr['cpu_percent']:.0f}%"
           f", dropped {pr['dropped']}, faces/frame {pr['faces_per_frame']:.2f}, frames with a "
           f"face {pr['frames_with_face']}/{pr['frames']}, peak RSS {report['peak_rss_mb']} MB")
@@ -293,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         print("\ncomparison (same frames):")
         print(compare_table(report["compare"]))
+        print("\nclassifier alone, per mode (batch 1, median / p95 ms per face):")
+        alone = [(card.mode, report["classifier"])] + [
+            (r["name"].rsplit(" ", 1)[-1], r["classifier"]) for r in report["compare"]
+            if "classifier" in r]
+        for mode, lat in alone:
+            print(f"  {mode:<10}{lat['p50_ms']:>9.3f}{lat['p95_ms']:>9.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -7,8 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
+from edge.bench import classify_latency, run_pipeline, sibling_models
 from edge.bench import main as bench_main
-from edge.bench import run_pipeline, sibling_models
 from edge.config import load
 from edge.model import EmotionClassifier
 
@@ -22,8 +24,12 @@ def test_json_has_every_field(converted: Path, tmp_path: Path, capsys) -> None:
                        "--frames", "20", "--warmup", "5", "--json", str(out)])
     assert code == 0
     r = json.loads(out.read_text())
-    for key in ("machine", "runtime", "model", "source", "detector", "pipeline", "peak_rss_mb"):
+    for key in ("machine", "runtime", "model", "source", "detector", "classifier", "pipeline",
+                "peak_rss_mb"):
         assert key in r, key
+    alone = r["classifier"]
+    assert alone["batch"] == 1 and alone["runs"] == 300 and alone["threads"] == 1
+    assert 0 < alone["p50_ms"] <= alone["p95_ms"]
     assert {"cpu", "cores", "python"} <= set(r["machine"])
     assert r["model"]["mode"] == "int8" and r["runtime"].startswith("litert")
     p = r["pipeline"]
@@ -33,7 +39,8 @@ def test_json_has_every_field(converted: Path, tmp_path: Path, capsys) -> None:
                   "frame_latency"):
         s = p["stages_ms"][stage]
         assert 0 <= s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"], stage
-    assert "frames/s" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "frames/s" in out and "ms per face" in out
 
 
 def test_compare_rows_are_consistent(converted: Path, tmp_path: Path) -> None:
@@ -45,12 +52,15 @@ def test_compare_rows_are_consistent(converted: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     assert bench_main(["--source", SAMPLE, "--model", str(models / "emotion_int8.tflite"),
                        "--frames", "15", "--warmup", "3", "--compare", "--max-workers", "2",
-                       "--json", str(out)]) == 0
+                       "--latency-runs", "50", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["compare"]
     names = [r["name"] for r in rows]
     assert names[0].startswith("sequential")
     assert any("1 worker" in n for n in names) and any("2 worker(s), int8" in n for n in names)
     assert any(n.endswith("float32") for n in names)
+    # Every other mode is also timed alone, as the main model is.
+    float32 = next(r for r in rows if r["name"].endswith("float32"))
+    assert float32["classifier"]["runs"] == 50 and float32["classifier"]["p50_ms"] > 0
     for r in rows:
         assert r["frames"] == 15 and r["fps"] > 0
         assert r["frames_with_face"] <= r["frames"]
@@ -89,3 +99,31 @@ def test_sibling_models(tmp_path: Path) -> None:
 def test_bad_source_exits_2(converted: Path) -> None:
     assert bench_main(["--source", "/nope.mp4", "--model",
                        str(converted / "emotion_int8.tflite")]) == 2
+
+
+class _CountingClassifier:
+    """Stands in for the model to count calls and check what each call is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, ...]] = []
+
+    def classify(self, faces):
+        self.calls.append(faces.shape)
+        assert faces.dtype.name == "uint8"
+        return faces.reshape(len(faces), -1)[:, :7].astype("float32")
+
+
+def test_classify_latency_times_single_face_calls() -> None:
+    clf = _CountingClassifier()
+    r = classify_latency(clf, runs=40)  # type: ignore[arg-type]
+    assert len(clf.calls) == 20 + 40  # untimed warm-up calls, then the timed ones
+    assert set(clf.calls) == {(1, 48, 48)}
+    assert r["runs"] == 40 and r["batch"] == 1 and 0 < r["p50_ms"] <= r["p95_ms"]
+
+
+def test_bad_latency_runs_are_refused(converted: Path) -> None:
+    with pytest.raises(ValueError, match="runs"):
+        classify_latency(EmotionClassifier(converted / "emotion_int8.tflite"), runs=0)
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["--model", str(converted / "emotion_int8.tflite"), "--latency-runs", "0"])
+    assert exc.value.code == 2
