@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             alone = classify_latency(clfs[0], args.latency_runs)
             rows.append({"name": f"threaded, {args.max_workers} worker(s), {mode}",
                          **run_pipeline(cfg, source, clfs, args.frames, args.warmup),
-                         "classifier": {"threads": cfg.model.threads, **alone}})
+                         "mode": mode, "classifier": {"threads": cfg.model.threads, **alone}})
         report["compare"] = rows
     report["peak_rss_mb"] = peak_rss_mb()
 
@@ -340,8 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print(compare_table(report["compare"]))
         print("\nclassifier alone, per mode (batch 1, median / p95 ms per face):")
         alone = [(card.mode, report["classifier"])] + [
-            (r["name"].rsplit(" ", 1)[-1], r["classifier"]) for r in report["compare"]
-            if "classifier" in r]
+            (r["mode"], r["classifier"]) for r in report["compare"] if "classifier" in r]
         for mode, lat in alone:
             print(f"  {mode:<10}{lat['p50_ms']:>9.3f}{lat['p95_ms']:>9.3f}")
     if args.json:

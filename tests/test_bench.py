@@ -59,7 +59,7 @@ def test_compare_rows_are_consistent(converted: Path, tmp_path: Path) -> None:
     assert any("1 worker" in n for n in names) and any("2 worker(s), int8" in n for n in names)
     assert any(n.endswith("float32") for n in names)
     # Every other mode is also timed alone, as the main model is.
-    float32 = next(r for r in rows if r["name"].endswith("float32"))
+    float32 = next(r for r in rows if r.get("mode") == "float32")
     assert float32["classifier"]["runs"] == 50 and float32["classifier"]["p50_ms"] > 0
     for r in rows:
         assert r["frames"] == 15 and r["fps"] > 0
