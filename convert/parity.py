@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.model import EmotionClassifier
-
 
 def compare(reference: np.ndarray, converted: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy of both, top-1 agreement and probability differences.
@@ -25,9 +23,3 @@ def compare(reference: np.ndarray, converted: np.ndarray, labels: np.ndarray) ->
         "mean_abs_prob_diff": round(float(diff.mean()), 5),
         "max_abs_prob_diff": round(float(diff.max()), 5),
     }
-
-
-def classify_all(classifier: EmotionClassifier, faces: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Probabilities for many faces through the device classifier, in batches."""
-    return np.concatenate([classifier.classify(faces[i:i + batch])
-                           for i in range(0, len(faces), batch)])

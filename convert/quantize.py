@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge.model import EmotionClassifier, ModelCard, ModelError, load_runtime, sha256_file
+from edge.model import (
+    MODES,
+    EmotionClassifier,
+    ModelCard,
+    ModelError,
+    classify_latency,
+    load_runtime,
+    model_filename,
+    sha256_file,
+)
 from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
 from edge.sysinfo import describe
 from train.data import CALIBRATION_FACES
@@ -30,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("convert")
 
-MODES = ("int8", "float16", "dynamic", "float32")
 DEFAULT_DATA = "../shared/data/fer2013/fer2013.csv.gz"
 
 
@@ -57,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"(default {CALIBRATION_FACES})")
     p.add_argument("--usage", default="PublicTest",
                    help="split for the parity check (default PublicTest)")
+    p.add_argument("--ferplus", default="", metavar="VOTES",
+                   help="FER+ votes for the same CSV (fer2013new.csv[.gz]): the card also "
+                        "records agreement with the FER+ majority on --usage")
     p.add_argument("--min-agreement", type=float, default=0.98,
                    help="fail when top-1 agreement with Keras is below this (default 0.98)")
     p.add_argument("--reference", default="", metavar="MODEL",
@@ -118,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, command: str) -> int:
     out = _check_inputs(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from convert.parity import classify_all, compare
+    from convert.parity import compare
     from convert.tflite import convert
-    from edge.bench import classify_latency
     from train.data import DataError, load, stratified_sample
+    from train.ferplus import load_votes, majority_metrics
     from train.metrics import classification_metrics
 
     model = _load_keras(Path(args.model), args.flip_average)
@@ -131,6 +142,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
                        else _load_keras(reference_path, args.flip_average))
     try:
         splits = load(args.data, ("Training", args.usage))
+        votes = (load_votes(args.ferplus, splits[args.usage], args.usage) if args.ferplus
+                 else None)
     except DataError as exc:
         raise ConvertError(str(exc)) from None
     calib_idx = stratified_sample(splits["Training"].labels, args.calibration, args.seed)
@@ -147,8 +160,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
     for mode in modes:
         log.info("converting %s to %s", args.model, mode)
         blob = convert(model, mode, calibration, io_type=args.io_type)
-        stem = f"{args.name}_{mode}"
-        tflite_path = out / f"{stem}.tflite"
+        tflite_path = out / model_filename(args.name, mode)
+        stem = tflite_path.stem
         tflite_path.write_bytes(blob)
         card = {
             "id": f"{stem}-{sha256_file(tflite_path)[:8]}",
@@ -169,7 +182,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
         classifier = EmotionClassifier(tflite_path, ModelCard.from_dict(card), threads=1)
         card["input"] = _tensor_card(classifier, "input")
         card["output"] = _tensor_card(classifier, "output")
-        probs = classify_all(classifier, val.images)
+        probs = classifier.classify_many(val.images)
         parity = compare(reference, probs, val.labels)
         parity.update(reference={"keras": str(reference_path),
                                  "sha256": sha256_file(reference_path)},
@@ -179,6 +192,10 @@ def _run(args: argparse.Namespace, command: str) -> int:
         card["parity"] = parity
         card["evaluation"] = {"split": args.usage,
                               **classification_metrics(val.labels, probs.argmax(axis=1))}
+        if votes is not None:
+            card["evaluation_ferplus"] = {"split": args.usage, "votes_sha256":
+                                          sha256_file(args.ferplus),
+                                          **majority_metrics(votes, probs.argmax(axis=1))}
         if args.mode == "all":
             timed = classify_latency(classifier, args.latency_runs, face=val.images[0])
             card["latency_ms_per_face"] = {
@@ -251,12 +268,16 @@ def _training_summary(keras_path: Path) -> dict | None:
         return None
     m = json.loads(metrics.read_text())
     keep = ("arch", "params", "macs", "epochs", "best_epoch", "selection", "wall_time_s", "seed",
-            "stream_seed", "data", "data_sha256", "config", "machine", "command", "init_from",
-            "teachers")
+            "stream_seed", "data", "data_sha256", "labels", "ferplus", "config", "machine",
+            "command", "init_from", "teachers")
     summary = {k: m[k] for k in keep if k in m}
     if "test" in m:
         summary["test"] = {"split": m.get("test_usage"), "accuracy": m["test"]["accuracy"],
                            "macro_f1": m["test"]["macro_f1"]}
+    if "test_ferplus" in m:
+        summary["test_ferplus"] = {"split": m.get("test_usage"),
+                                   "accuracy": m["test_ferplus"]["accuracy"],
+                                   "macro_f1": m["test_ferplus"]["macro_f1"]}
     return summary
 
 

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
+from edge.model import MODES
 from edge.preprocessing import INPUT_SHAPE
 from train.data import calibration_inputs
 
 log = logging.getLogger(__name__)
 
 #: Conversion modes, smallest/fastest first.
-MODES: tuple[str, ...] = ("int8", "float16", "dynamic", "float32")
 
 
 def convert(model: tf.keras.Model, mode: str, calibration: np.ndarray | None = None,

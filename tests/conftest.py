@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import write_csv
+from tests.fixtures import write_csv, write_votes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,6 +41,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def fer_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small learnable FER-2013 CSV (Training 12/class, PublicTest 6/class)."""
     return write_csv(tmp_path_factory.mktemp("data") / "fer.csv", 12, 6)
+
+
+@pytest.fixture(scope="session")
+def ferplus_votes(tmp_path_factory: pytest.TempPathFactory, fer_csv: Path) -> Path:
+    """FER+ votes for ``fer_csv``: the majority agrees with the label except on rows 0-2."""
+    return write_votes(tmp_path_factory.mktemp("votes") / "votes.csv", fer_csv,
+                       relabel={0: 3, 1: 3, 2: 3})
 
 
 @pytest.fixture(scope="session")

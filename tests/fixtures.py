@@ -64,3 +64,36 @@ def write_folder(root: Path, per_class: int = 3, seed: int = 0,
             d.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(d / f"{i:04d}.png"), img)
     return root
+
+
+#: FER+ vote columns in the file's order, and the FER-2013 emotion of each of the first seven.
+FERPLUS_HEADER = ("Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,"
+                  "contempt,unknown,NF")
+_FERPLUS_EMOTIONS = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear")
+
+
+def ferplus_row(usage: str, label: int, votes: int = 8, extra: dict[int, int] | None = None
+                ) -> str:
+    """A FER+ row giving ``votes`` to FER-2013 class ``label`` (plus ``extra`` column: votes)."""
+    counts = [0] * 10
+    counts[_FERPLUS_EMOTIONS.index(EMOTIONS[label])] = votes
+    for col, n in (extra or {}).items():
+        counts[col] += n
+    return f"{usage},img.png,{','.join(map(str, counts))}"
+
+
+def write_votes(path: Path, csv_path: Path, relabel: dict[int, int] | None = None) -> Path:
+    """FER+ votes for every row of a FER-2013 CSV made by :func:`write_csv`.
+
+    Each face gets 8 votes for its own label and 2 for neutral, except the data rows in
+    ``relabel`` (row -> FER-2013 class the majority votes for instead).
+    """
+    relabel = relabel or {}
+    rows = [FERPLUS_HEADER]
+    with csv_path.open() as fh:
+        next(fh)
+        for i, line in enumerate(fh):
+            label_text, _, usage = line.strip().split(",")
+            rows.append(ferplus_row(usage, relabel.get(i, int(label_text)), extra={0: 2}))
+    path.write_text("\n".join(rows) + "\n")
+    return path

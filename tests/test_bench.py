@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.bench import classify_latency, run_pipeline, sibling_models
 from edge.bench import main as bench_main
+from edge.bench import run_pipeline, sibling_models
 from edge.config import load
-from edge.model import EmotionClassifier
+from edge.model import EmotionClassifier, classify_latency
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = str(ROOT / "models/sample/astronaut.mp4")

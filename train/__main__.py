@@ -73,6 +73,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="share of each training target taken from --teacher (default 0.5)")
     p.add_argument("--distill-temperature", type=float, default=1.0,
                    help="soften the teacher's probabilities (p ** 1/T, default 1)")
+    p.add_argument("--labels", choices=("fer2013", "ferplus", "mixed"), default="fer2013",
+                   help="training targets: FER-2013's own labels (default), the FER+ vote "
+                        "distributions (faces whose majority is not one of the seven emotions "
+                        "left out), or the label blended with the votes (--ferplus-weight)")
+    p.add_argument("--ferplus", default="", metavar="VOTES",
+                   help="FER+ votes for the same CSV (fer2013new.csv[.gz]); needed by "
+                        "--labels ferplus|mixed; also scores the test split against the "
+                        "FER+ majority")
+    p.add_argument("--ferplus-weight", type=float, default=0.5,
+                   help="--labels mixed: the votes' share of each target (default 0.5)")
     p.add_argument("--quantize-aware", action="store_true",
                    help="fine-tune the --init-from model through the int8 rounding its "
                         "converted file will do (BatchNormalization folded in); best.keras is "
@@ -95,6 +105,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--distill-weight must be in (0, 1]")
     if args.distill_temperature <= 0:
         p.error("--distill-temperature must be > 0")
+    if args.labels != "fer2013" and not args.ferplus:
+        p.error(f"--labels {args.labels} trains on FER+ votes: add --ferplus VOTES")
+    if not 0.0 <= args.ferplus_weight <= 1.0:
+        p.error("--ferplus-weight must be in [0, 1]")
     if args.quantize_aware and not (args.init_from or args.resume):
         p.error("--quantize-aware fine-tunes a trained model: add --init-from MODEL")
     if args.quantize_aware and args.precision != "float32":
@@ -129,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
         distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
         quantize_aware=args.quantize_aware,
+        labels=args.labels, ferplus=args.ferplus, ferplus_weight=args.ferplus_weight,
         command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),
     )
     try:

@@ -59,11 +59,17 @@ class FaceSet:
         images: ``(N, 48, 48)`` uint8 grayscale faces.
         labels: ``(N,)`` int64 label ids indexing :data:`EMOTIONS`.
         source: where the faces came from (path and split), for messages and cards.
+        rows: ``(N,)`` 0-based data-row index of each face in its CSV (header excluded),
+            which is how per-row annotations such as FER+ votes join; ``None`` for folders.
+        targets: ``(N, 7)`` training distributions when they are not the one-hot labels
+            (FER+ votes, see :mod:`train.ferplus`); ``None`` for one-hot labels.
     """
 
     images: np.ndarray
     labels: np.ndarray
     source: str
+    rows: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -102,7 +108,8 @@ def load_csv(path: Path, usages: Sequence[str]) -> dict[str, FaceSet]:
     wanted = set(usages)
     images: dict[str, list[np.ndarray]] = {u: [] for u in usages}
     labels: dict[str, list[int]] = {u: [] for u in usages}
-    with _open_text(path) as fh:
+    rows: dict[str, list[int]] = {u: [] for u in usages}
+    with open_text(path) as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -116,9 +123,11 @@ def load_csv(path: Path, usages: Sequence[str]) -> dict[str, FaceSet]:
             )
         i_emo, i_pix = cols["emotion"], cols["pixels"]
         i_use = cols.get("Usage")
+        data_row = -1
         for line_no, row in enumerate(reader, start=2):
             if not row:
                 continue
+            data_row += 1
             usage = row[i_use].strip() if i_use is not None and i_use < len(row) else "Training"
             if usage not in wanted:
                 continue
@@ -126,6 +135,7 @@ def load_csv(path: Path, usages: Sequence[str]) -> dict[str, FaceSet]:
                 raise DataError(f"{path}: line {line_no}: expected 3 fields, got {len(row)}")
             labels[usage].append(_parse_label(row[i_emo], path, line_no))
             images[usage].append(_parse_pixels(row[i_pix], path, line_no))
+            rows[usage].append(data_row)
     out: dict[str, FaceSet] = {}
     for u in usages:
         if not labels[u]:
@@ -134,6 +144,7 @@ def load_csv(path: Path, usages: Sequence[str]) -> dict[str, FaceSet]:
             images=np.stack(images[u]).reshape(-1, FACE_SIZE, FACE_SIZE),
             labels=np.asarray(labels[u], dtype=np.int64),
             source=f"{path} [{u}]",
+            rows=np.asarray(rows[u], dtype=np.int64),
         )
         log.info("loaded %d faces from %s", len(out[u]), out[u].source)
     return out
@@ -230,11 +241,14 @@ def stratified_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def subset(faces: FaceSet, idx: np.ndarray, name: str) -> FaceSet:
-    """The faces at ``idx`` as a new set whose source says ``name``."""
-    return FaceSet(faces.images[idx], faces.labels[idx], f"{faces.source} {name}")
+    """The faces at ``idx`` (rows and targets too) as a new set whose source says ``name``."""
+    return FaceSet(faces.images[idx], faces.labels[idx], f"{faces.source} {name}",
+                   rows=None if faces.rows is None else faces.rows[idx],
+                   targets=None if faces.targets is None else faces.targets[idx])
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
+    """A CSV file opened for :mod:`csv`, gunzipped on the fly when it ends in ``.gz``."""
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return path.open("r", encoding="utf-8", newline="")

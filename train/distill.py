@@ -84,7 +84,7 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def blend_targets(labels: np.ndarray, teacher: np.ndarray, weight: float,
-                  label_smoothing: float = 0.0) -> np.ndarray:
+                  label_smoothing: float = 0.0, base: np.ndarray | None = None) -> np.ndarray:
     """Training targets: ``(1 - weight) * smoothed one-hot + weight * teacher``.
 
     Args:
@@ -92,14 +92,16 @@ def blend_targets(labels: np.ndarray, teacher: np.ndarray, weight: float,
         teacher: ``(N, 7)`` teacher probabilities.
         weight: share of the target taken from the teacher, in [0, 1].
         label_smoothing: applied to the one-hot part only.
+        base: ``(N, 7)`` targets to blend the teacher into instead of the smoothed one-hot
+            labels (FER+ vote distributions, see :mod:`train.ferplus`).
 
     Returns:
         ``(N, 7)`` float32 rows summing to 1.
     """
     if not 0.0 <= weight <= 1.0:
         raise ValueError("weight must be in [0, 1]")
-    onehot = smoothed_onehot(labels, label_smoothing)
-    return ((1.0 - weight) * onehot + weight * teacher).astype(np.float32)
+    own = smoothed_onehot(labels, label_smoothing) if base is None else base
+    return ((1.0 - weight) * own + weight * teacher).astype(np.float32)
 
 
 def agreement(labels: np.ndarray, teacher: np.ndarray) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from train.data import DataError, FaceSet, load
+from train.ferplus import Votes, load_votes, majority_metrics
 from train.metrics import classification_metrics, format_table, plot_confusion
 
 log = logging.getLogger("train.evaluate")
@@ -33,10 +34,9 @@ def predict_probs(model_path: str | Path, faces: np.ndarray, threads: int = 1,
     """
     path = Path(model_path)
     if path.suffix == ".tflite":
-        from convert.parity import classify_all
         from edge.model import EmotionClassifier
 
-        return classify_all(EmotionClassifier(path, threads=threads), faces)
+        return EmotionClassifier(path, threads=threads).classify_many(faces)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -49,7 +49,7 @@ def predict_probs(model_path: str | Path, faces: np.ndarray, threads: int = 1,
 
 
 def evaluate(model_path: str | Path | Sequence[str | Path], faces: FaceSet, threads: int = 1,
-             flip_average: bool = False) -> dict:
+             flip_average: bool = False, votes: Votes | None = None) -> dict:
     """Metrics of a model, or of an ensemble of models, on ``faces``.
 
     Args:
@@ -57,10 +57,13 @@ def evaluate(model_path: str | Path | Sequence[str | Path], faces: FaceSet, thre
         faces: the faces and labels to score.
         threads: interpreter threads for ``.tflite`` models.
         flip_average: average each Keras model over each face and its mirror image.
+        votes: FER+ votes of ``faces`` (:func:`train.ferplus.load_votes`), to score
+            agreement with the FER+ majority too.
 
     Returns:
-        :func:`classification_metrics` of the (averaged) top class, plus ``model`` (the
-        paths, joined with `` + ``) and ``data``.
+        :func:`classification_metrics` of the (averaged) top class against the FER-2013
+        labels, plus ``model`` (the paths, joined with `` + ``), ``data`` and, with
+        ``votes``, ``ferplus`` (:func:`train.ferplus.majority_metrics`).
     """
     paths = [model_path] if isinstance(model_path, str | Path) else list(model_path)
     probs = np.mean([predict_probs(p, faces.images, threads, flip_average) for p in paths],
@@ -68,6 +71,8 @@ def evaluate(model_path: str | Path | Sequence[str | Path], faces: FaceSet, thre
     result = classification_metrics(faces.labels, probs.argmax(axis=1))
     result["model"] = " + ".join(map(str, paths))
     result["data"] = faces.source
+    if votes is not None:
+        result["ferplus"] = majority_metrics(votes, probs.argmax(axis=1))
     return result
 
 
@@ -81,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz",
                    help="FER-2013 CSV or image folder")
     p.add_argument("--usage", default="PublicTest", help="split to evaluate (default PublicTest)")
+    p.add_argument("--ferplus", metavar="VOTES",
+                   help="FER+ votes for the same CSV (fer2013new.csv[.gz]): also score "
+                        "agreement with the FER+ majority")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--confusion", metavar="PNG", help="also save the confusion matrix here")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for .tflite")
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         faces = load(args.data, (args.usage,))[args.usage]
+        votes = load_votes(args.ferplus, faces, args.usage) if args.ferplus else None
     except DataError as exc:
         log.error("%s", exc)
         return 2
@@ -109,20 +118,34 @@ def main(argv: list[str] | None = None) -> int:
             log.error("--flip-average is for .keras models; a .tflite converted with "
                       "--flip-average already averages in its graph")
             return 2
-        result = evaluate(models, faces, args.threads, args.flip_average)
+        result = evaluate(models, faces, args.threads, args.flip_average, votes)
     except ModelError as exc:
         log.error("%s", exc)
         return 2
+    names = " + ".join(m.name for m in models)
     if args.confusion:
         plot_confusion(result["confusion"], Path(args.confusion),
-                       f"{' + '.join(m.name for m in models)} on {args.usage} "
-                       f"(accuracy {result['accuracy']:.3f})")
+                       f"{names} on {args.usage} (accuracy {result['accuracy']:.3f})")
+        if votes is not None:
+            plot_confusion(result["ferplus"]["confusion"], _ferplus_png(Path(args.confusion)),
+                           f"{names} on {args.usage}, FER+ majority "
+                           f"(accuracy {result['ferplus']['accuracy']:.3f})")
     if args.json:
         print(json.dumps(result, indent=1))
-    else:
-        print(f"{result['model']} on {faces.source}")
-        print(format_table(result))
+        return 0
+    print(f"{result['model']} on {faces.source}, FER-2013 labels")
+    print(format_table(result))
+    if votes is not None:
+        left = result["ferplus"]["left_out"]
+        print(f"\nagainst the FER+ majority ({votes.source}; left out: "
+              + ", ".join(f"{n} {k}" for k, n in left.items()) + ")")
+        print(format_table(result["ferplus"]))
     return 0
+
+
+def _ferplus_png(path: Path) -> Path:
+    """Where the FER+ confusion matrix goes, next to the FER-2013 one."""
+    return path.with_name(f"{path.stem}_ferplus{path.suffix}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,9 +17,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from edge import sysinfo
 from edge.preprocessing import EMOTIONS
 from train import data as fer
-from train import distill, presets, quant_aware
+from train import distill, ferplus, presets, quant_aware
 from train.inputs import Augment, make_dataset, steps_per_epoch
 from train.metrics import classification_metrics, format_table, plot_confusion, plot_curves
 
@@ -61,6 +61,9 @@ class TrainConfig:
     distill_weight: float = 0.5  # share of each target taken from the teacher
     distill_temperature: float = 1.0
     quantize_aware: bool = False  # fine-tune init_from through simulated int8 rounding
+    labels: str = "fer2013"  # fer2013 | ferplus | mixed (see train.ferplus)
+    ferplus: str = ""  # FER+ votes file: needed by ferplus/mixed, scores the test split too
+    ferplus_weight: float = 0.5  # mixed: the votes' share of each target
     command: str = ""
 
 
@@ -125,8 +128,9 @@ class _RunState(keras.callbacks.Callback):
 
     def __init__(self, out: Path, early: _ResumableEarlyStopping | None,
                  plateau: _ResumablePlateau | None, elapsed: float, since: int,
-                 teacher_sha256: list[str], stream_seed: int) -> None:
+                 teacher_sha256: list[str], stream_seed: int, labels: str) -> None:
         super().__init__()
+        self.labels = labels
         self.out, self.early, self.plateau, self.since = out, early, plateau, since
         self.teacher_sha256, self.stream_seed = teacher_sha256, stream_seed
         self.elapsed_before = elapsed
@@ -145,6 +149,7 @@ class _RunState(keras.callbacks.Callback):
                       if self.early is not None else None),
             "teacher_sha256": self.teacher_sha256,
             "stream_seed": self.stream_seed,
+            "labels": self.labels,
         }
         if self.plateau is not None:
             state["plateau"] = {"best": float(self.plateau.best), "wait": int(self.plateau.wait),
@@ -193,9 +198,18 @@ def run(cfg: TrainConfig) -> dict:
     if cfg.quantize_aware and not (cfg.init_from or resumed):
         raise InitFromError("quantize_aware fine-tunes a trained model: pass init_from")
 
+    if state is not None and state.get("labels", "fer2013") != cfg.labels:
+        raise ResumeError(f"resume: {out} was trained with --labels "
+                          f"{state.get('labels', 'fer2013')}; pass the same --labels")
+    if cfg.labels != "fer2013" and not cfg.ferplus:
+        raise fer.DataError(f"labels {cfg.labels}: needs the FER+ votes file (--ferplus)")
     usages = ("Training", cfg.test_usage) if cfg.test_usage else ("Training",)
     splits = fer.load(cfg.data, usages)
     train_all = splits["Training"]
+    if cfg.labels != "fer2013":
+        train_all = ferplus.relabel(train_all, ferplus.load_votes(cfg.ferplus, train_all,
+                                                                  "Training"),
+                                    cfg.labels, cfg.ferplus_weight, cfg.label_smoothing)
     train_set, val_set = _split(train_all, cfg)
     selects = val_set is not None  # else the run keeps its last epoch
     log.info("train %d faces, validation %d faces", len(train_set),
@@ -205,15 +219,16 @@ def run(cfg: TrainConfig) -> dict:
     steps = steps_per_epoch(len(train_set), cfg.batch_size)
     if state is not None:
         _refuse_other_teachers(state, cfg.teachers, out)
-    teacher_record, targets = (_teacher_targets(cfg, train_set.images, train_set.labels)
-                               if cfg.teachers else (None, None))
+    teacher_record, targets = (_teacher_targets(cfg, train_set)
+                               if cfg.teachers else (None, train_set.targets))
     teacher_sha256 = [t["sha256"] for t in teacher_record["models"]] if teacher_record else []
     train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
                             seed=stream_seed, augment=cfg.augment,
                             label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
                             targets=targets)
     val_ds = (make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
-                           label_smoothing=cfg.label_smoothing) if selects else None)
+                           label_smoothing=cfg.label_smoothing, targets=val_set.targets)
+              if selects else None)
 
     if resumed is not None:
         model = resumed
@@ -265,7 +280,7 @@ def run(cfg: TrainConfig) -> dict:
                                  patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
                if cfg.lr_schedule == "plateau" else None)
     run_state = _RunState(out, early, plateau, state["elapsed_s"] if state else 0.0, since,
-                          teacher_sha256, stream_seed)
+                          teacher_sha256, stream_seed, cfg.labels)
     # The faces convert.quantize calibrates on, so training sees the ranges the file gets.
     recalibrate = ([quant_aware.Recalibrate(train_all.images[fer.stratified_sample(
         train_all.labels, fer.CALIBRATION_FACES, cfg.seed)])] if cfg.quantize_aware else [])
@@ -303,9 +318,13 @@ def run(cfg: TrainConfig) -> dict:
         "stream_seed": stream_seed,
         "data": str(cfg.data),
         "data_sha256": fer.sha256_of(cfg.data),
+        "labels": cfg.labels,
+        **({"ferplus": {"votes": cfg.ferplus, "sha256": fer.sha256_of(cfg.ferplus),
+                        **({"weight": cfg.ferplus_weight} if cfg.labels == "mixed" else {})}}
+           if cfg.ferplus else {}),
         "command": cfg.command,
         "config": _jsonable(asdict(cfg)),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "machine": sysinfo.machine(("tensorflow", "tensorflow-cpu", "keras", "numpy")),
         **({"init_from": _parent_summary(Path(cfg.init_from))} if cfg.init_from else {}),
         **({"teachers": teacher_record} if teacher_record else {}),
         "validation": (classification_metrics(val_set.labels, _predict(best, val_set.images))
@@ -314,8 +333,14 @@ def run(cfg: TrainConfig) -> dict:
     if cfg.test_usage:
         test = splits[cfg.test_usage]
         result["test_usage"] = cfg.test_usage
-        result["test"] = classification_metrics(test.labels, _predict(best, test.images))
+        predicted = _predict(best, test.images)
+        result["test"] = classification_metrics(test.labels, predicted)
         log.info("%s:\n%s", cfg.test_usage, format_table(result["test"]))
+        if cfg.ferplus:
+            result["test_ferplus"] = ferplus.majority_metrics(
+                ferplus.load_votes(cfg.ferplus, test, cfg.test_usage), predicted)
+            log.info("%s, FER+ majority (%d faces): accuracy %.4f", cfg.test_usage,
+                     result["test_ferplus"]["count"], result["test_ferplus"]["accuracy"])
         plot_confusion(result["test"]["confusion"], out / "confusion_matrix.png",
                        f"{cfg.arch} on {cfg.test_usage} "
                        f"(accuracy {result['test']['accuracy']:.3f})")
@@ -414,20 +439,19 @@ def _refuse_other_teachers(state: dict, teachers: tuple[str, ...], out: Path) ->
             "resume with the same --teacher files, or start a new --out")
 
 
-def _teacher_targets(cfg: TrainConfig, images: np.ndarray,
-                     labels: np.ndarray) -> tuple[dict, np.ndarray]:
+def _teacher_targets(cfg: TrainConfig, faces: fer.FaceSet) -> tuple[dict, np.ndarray]:
     """The blended training targets, and the teacher's record for ``metrics.json``."""
     sources = [Path(t) for t in cfg.teachers]
     started = time.monotonic()
-    probs = distill.teacher_probabilities(sources, images, cfg.distill_temperature)
-    fit = distill.agreement(labels, probs)
+    probs = distill.teacher_probabilities(sources, faces.images, cfg.distill_temperature)
+    fit = distill.agreement(faces.labels, probs)
     log.info("teacher %s: top class equals the label on %.1f %% of the training faces "
              "(%.0f s); targets are %.0f %% teacher", " + ".join(cfg.teachers), 100 * fit,
              time.monotonic() - started, 100 * cfg.distill_weight)
     record = {"models": [_parent_summary(s) for s in sources], "weight": cfg.distill_weight,
               "temperature": cfg.distill_temperature, "train_agreement": round(fit, 4)}
-    return record, distill.blend_targets(labels, probs, cfg.distill_weight,
-                                         cfg.label_smoothing)
+    return record, distill.blend_targets(faces.labels, probs, cfg.distill_weight,
+                                         cfg.label_smoothing, base=faces.targets)
 
 
 def _parent_summary(source: Path) -> dict:
