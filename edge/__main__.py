@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edge.config import load
+from edge.config import load, sink_names
 
 log = logging.getLogger("edge")
 
@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", help="camera index, video file, stream URL, image/folder/glob, "
                                     "or 'picamera2' (overrides source.uri/kind)")
     p.add_argument("--model", help="the .tflite model (its .json card next to it)")
-    p.add_argument("--sink", action="append", choices=("log", "stdout", "mqtt"),
+    p.add_argument("--sink", action="append", choices=sink_names(),
                    help="enable only these sinks (repeatable)")
     p.add_argument("--events", metavar="PATH", help="event log path (sinks.log.path)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -45,7 +45,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
     if args.model is not None:
         o["model.path"] = args.model
     if args.sink:
-        for name in ("log", "stdout", "mqtt"):
+        for name in sink_names():
             o[f"sinks.{name}.enabled"] = name in args.sink
     if args.events is not None:
         o["sinks.log.path"] = args.events
@@ -64,16 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from edge.service import STARTUP_ERRORS, Service, build, make_pipeline
+    from edge.assemble import STARTUP_ERRORS, build_device
+    from edge.service import Service
 
     try:
         cfg = load(args.config, overrides_from(args))
-        parts = build(cfg)
+        device = build_device(cfg)
     except STARTUP_ERRORS as exc:
         # One clear line, no traceback: these are for the user to fix.
         log.error("%s", exc)
         return 2
-    result = Service(cfg, make_pipeline(cfg, parts)).run()
+    with device:
+        result = Service(cfg, device.pipeline).run()
     if result.error is not None:
         log.error("stopped by an error: %s", result.error)
         return 1

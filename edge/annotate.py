@@ -1,4 +1,4 @@
-"""Drawing boxes and labels on frames, and per-face probability charts."""
+"""Drawing boxes and labels on frames, per-face probability charts, and the annotated video."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import cv2
 import numpy as np
 
 from edge.faces import Box
+from edge.sources import Frame
+from edge.stats import Stats
+from edge.tracking import Tracker
 
 #: BGR colour per emotion, so a label reads at a glance.
 _COLOURS = {
@@ -81,3 +84,40 @@ def probability_chart(faces: Sequence[dict[str, float]], path: str | Path,
                         cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
     if not cv2.imwrite(str(path), canvas):
         raise OSError(f"{path}: cannot write the chart")
+
+
+class VideoAnnotator:
+    """Writes the processed stream with boxes and labels to a video file.
+
+    Called by the pipeline's collector thread with each frame in order; whoever builds it
+    closes it after the pipeline has stopped (:class:`edge.assemble.Device` does).
+    """
+
+    def __init__(self, path: str, fps: float, stats: Stats) -> None:
+        self.path = path
+        self.fps = fps
+        self.stats = stats
+        self._writer: cv2.VideoWriter | None = None
+
+    def __call__(self, frame: Frame, boxes: list[Box], tracker: Tracker) -> None:
+        image = frame.image if frame.image is not None else cv2.cvtColor(frame.gray,
+                                                                          cv2.COLOR_GRAY2BGR)
+        if self._writer is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            h, w = image.shape[:2]
+            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"),
+                                           self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise OSError(f"{self.path}: cannot write video")
+        live = [t for t in tracker.tracks if t.confirmed and t.missed == 0]
+        labels = [tracker.labels[t.reported] for t in live]
+        draw_faces(image, [t.box for t in live], labels,
+                   [float(t.probs[t.reported]) for t in live], [t.id for t in live])
+        draw_fps(image, self.stats.fps())
+        self._writer.write(image)
+
+    def close(self) -> None:
+        """Finish the video file; safe to call twice."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None

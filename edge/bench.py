@@ -17,45 +17,39 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import resource
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import cv2
-import numpy as np
 
+from edge.assemble import (
+    STARTUP_ERRORS,
+    build_classifiers,
+    build_detector,
+    build_device,
+    build_tracker,
+)
 from edge.config import Config, load
-from edge.faces import FaceDetector, extract_faces
-from edge.model import FACE_SIZE, EmotionClassifier, card_path_for
+from edge.faces import extract_faces
+from edge.model import (
+    MODES,
+    EmotionClassifier,
+    card_path_for,
+    classify_latency,
+    model_filename,
+)
 from edge.pipeline import Pipeline
-from edge.service import Components, load_classifiers, make_pipeline
-from edge.sinks.jsonl import JsonLinesSink
+from edge.sinks.log import JsonLinesSink
 from edge.sources import OpenCVSource
 from edge.stats import Stats
-from edge.sysinfo import cpu_model
-from edge.tracking import Tracker
+from edge.sysinfo import machine
 
 log = logging.getLogger("edge.bench")
 
 SAMPLE = "models/sample/astronaut.mp4"
-MODES = ("int8", "float16", "dynamic", "float32")
-
-
-def machine() -> dict:
-    """CPU model, cores, OS and library versions of this machine."""
-    versions = {}
-    for dist in ("ai-edge-litert", "opencv-python-headless", "numpy"):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "cores_used": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "system": platform.platform(),
-            "versions": versions}
 
 
 class _Usage:
@@ -77,38 +71,6 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def classify_latency(classifier: EmotionClassifier, runs: int = 300,
-                     face: np.ndarray | None = None) -> dict:
-    """Wall time of single-face classify calls, the model alone, in milliseconds.
-
-    What "ms per face" means in the model card and the README: one face per call (batch
-    1), the device's own classify path (scaling, invoke, dequantize), on a quiet process.
-
-    Args:
-        classifier: the loaded model.
-        runs: calls timed, after 20 untimed ones.
-        face: ``(48, 48)`` uint8 pixels; these models' time does not depend on them, so
-            a mid-grey face stands in by default.
-
-    Returns:
-        ``p50_ms``, ``p95_ms``, ``runs`` and ``batch`` (1).
-    """
-    if runs <= 0:
-        raise ValueError(f"runs must be > 0, got {runs}")
-    one = (np.full((1, FACE_SIZE, FACE_SIZE), 128, np.uint8) if face is None
-           else np.asarray(face, np.uint8).reshape(1, FACE_SIZE, FACE_SIZE))
-    for _ in range(20):
-        classifier.classify(one)
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        classifier.classify(one)
-        times[i] = time.perf_counter() - t0
-    p50, p95 = np.percentile(times, (50, 95)) * 1e3
-    return {"p50_ms": round(float(p50), 4), "p95_ms": round(float(p95), 4), "runs": runs,
-            "batch": 1}
-
-
 def _source(path: str, cfg: Config) -> OpenCVSource:
     return OpenCVSource(path, cfg.source.width, cfg.source.height, cfg.source.fps, loop=True,
                         keep_color=False)
@@ -117,16 +79,13 @@ def _source(path: str, cfg: Config) -> OpenCVSource:
 def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], frames: int,
                  warmup: int, rate: float | None = None) -> dict:
     """Figures for the threaded pipeline over ``frames`` frames of ``path``."""
-    workers = [(FaceDetector(cfg.detector), c) for c in classifiers]
-    labels, card = classifiers[0].labels, classifiers[0].card
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         def once(n: int, stats: Stats, pace: float | None) -> tuple[Pipeline, float, float]:
             run_cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(
                 cfg.pipeline, max_frames=n, annotate_video=None))
-            parts = Components(_source(path, cfg), workers,
-                               Tracker(cfg.tracking, labels, cfg.device, card.id),
-                               [JsonLinesSink(Path(tmp) / "events.jsonl")])
-            p = make_pipeline(run_cfg, parts, stats, rate=pace)
+            p = build_device(run_cfg, source=_source(path, cfg),
+                             sinks=[JsonLinesSink(Path(tmp) / "events.jsonl")],
+                             classifiers=classifiers, stats=stats, rate=pace).pipeline
             usage = _Usage()
             result = p.run()
             if result.error is not None:
@@ -155,8 +114,8 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
 def run_sequential(cfg: Config, path: str, classifier: EmotionClassifier, frames: int,
                    warmup: int) -> dict:
     """The single-thread loop: read, detect (full frame), classify, track, repeat."""
-    det = FaceDetector(cfg.detector)
-    tracker = Tracker(cfg.tracking, classifier.labels, cfg.device, classifier.card.id)
+    det = build_detector(cfg)
+    tracker = build_tracker(cfg, classifier)
     src = _source(path, cfg)
     src.open()
     try:
@@ -189,7 +148,7 @@ def sibling_models(model: Path) -> dict[str, Path]:
     prefix = stem.rsplit("_", 1)[0] if stem.rsplit("_", 1)[-1] in MODES else stem
     found = {}
     for mode in MODES:
-        p = model.with_name(f"{prefix}_{mode}.tflite")
+        p = model.with_name(model_filename(prefix, mode))
         if p.is_file() and card_path_for(p).is_file():
             found[mode] = p
     return found or {"model": model}
@@ -199,7 +158,7 @@ def _classifiers(path: Path, cfg: Config, n: int) -> list[EmotionClassifier]:
     """``n`` classifiers on the model at ``path`` (its card next to it), as the service
     loads them."""
     model = dataclasses.replace(cfg.model, path=str(path), card=None)
-    return load_classifiers(dataclasses.replace(cfg, model=model), n)
+    return build_classifiers(dataclasses.replace(cfg, model=model), n)
 
 
 def stage_table(stages: dict) -> str:
@@ -230,7 +189,7 @@ def compare_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m edge.bench", description=__doc__.split("\n")[0])
     p.add_argument("--config", help="YAML config (detector, model, tracking settings)")
     p.add_argument("--source", default="sample",
@@ -250,18 +209,100 @@ def main(argv: list[str] | None = None) -> int:
                    help="single-face classify calls timed per model (default 300)")
     p.add_argument("--json", metavar="OUT", help="write every figure as JSON")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.frames <= 0 or args.warmup < 0 or args.latency_runs <= 0:
         p.error("--frames and --latency-runs must be > 0 and --warmup >= 0")
-    from edge.service import STARTUP_ERRORS
+    return args
 
-    try:
-        cfg = load(args.config, {"model.path": args.model} if args.model else None)
-    except STARTUP_ERRORS as exc:
-        log.error("%s", exc)
-        return 2
-    if args.cpus:
-        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cpus]))
+
+def measure(cfg: Config, args: argparse.Namespace, source: str,
+            classifiers: list[EmotionClassifier]) -> dict:
+    """Every figure of a benchmark run: classifier alone, pipeline, and ``--compare`` rows."""
+    model = Path(cfg.model.path)
+    workers = args.workers or cfg.pipeline.workers
+    cap = cv2.VideoCapture(source)
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    cap.release()
+    card = classifiers[0].card
+    report: dict = {
+        "machine": machine(),
+        "runtime": f"{classifiers[0].runtime.name} {classifiers[0].runtime.version}",
+        "model": {"path": str(model), "mode": card.mode, "id": card.id,
+                  "threads": cfg.model.threads},
+        "source": {"path": source, "size": list(size)},
+        "detector": dataclasses.asdict(cfg.detector),
+        "frames": args.frames, "warmup": args.warmup, "rate": args.rate, "workers": workers,
+    }
+    # Timed first, while nothing else in this process runs.
+    report["classifier"] = {"threads": cfg.model.threads,
+                            **classify_latency(classifiers[0], args.latency_runs)}
+    report["pipeline"] = {"workers": workers, **run_pipeline(
+        cfg, source, classifiers[:workers], args.frames, args.warmup, args.rate)}
+    if args.compare:
+        report["compare"] = _compare_rows(cfg, args, source, classifiers)
+    report["peak_rss_mb"] = peak_rss_mb()
+    return report
+
+
+def _compare_rows(cfg: Config, args: argparse.Namespace, source: str,
+                  classifiers: list[EmotionClassifier]) -> list[dict]:
+    """The sequential loop, 1..N workers, full detection on every frame, other modes."""
+    model, mode = Path(cfg.model.path), classifiers[0].card.mode
+    rows = [{"name": "sequential loop (no pipeline)", **run_sequential(
+        cfg, source, classifiers[0], args.frames, args.warmup)}]
+    for n in range(1, args.max_workers + 1):
+        rows.append({"name": f"threaded, {n} worker(s), {mode}", **run_pipeline(
+            cfg, source, classifiers[:n], args.frames, args.warmup)})
+    full = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, full_every=1))
+    if cfg.detector.full_every > 1:
+        rows.append({"name": f"threaded, {args.max_workers} w, full detect each frame",
+                     **run_pipeline(full, source, classifiers[:args.max_workers],
+                                    args.frames, args.warmup)})
+    for other, path in sibling_models(model).items():
+        if path.resolve() == model.resolve():
+            continue
+        clfs = _classifiers(path, cfg, args.max_workers)
+        alone = classify_latency(clfs[0], args.latency_runs)
+        rows.append({"name": f"threaded, {args.max_workers} worker(s), {other}",
+                     **run_pipeline(cfg, source, clfs, args.frames, args.warmup),
+                     "mode": other, "classifier": {"threads": cfg.model.threads, **alone}})
+    return rows
+
+
+def print_report(report: dict, cfg: Config) -> None:
+    """The human-readable form of :func:`measure`'s figures."""
+    pr, m, src = report["pipeline"], report["machine"], report["source"]
+    mode = report["model"]["mode"]
+    print(f"machine   {m['cpu']}, {m['cores_used']}/{m['cores']} cores, Python {m['python']}"
+          + (f"; {', '.join(m['cpu_flags'])}" if m.get("cpu_flags") else ""))
+    print(f"runtime   {report['runtime']}; model {report['model']['path']} ({mode}), "
+          f"{cfg.model.threads} thread(s)/worker")
+    d = cfg.detector
+    print(f"detector  width {d.detect_width}, scale {d.scale_factor}, neighbours "
+          f"{d.min_neighbors}, min size {d.min_size}, full every {d.full_every} frame(s)")
+    print(f"source    {src['path']} {src['size'][0]}x{src['size'][1]}; {report['frames']} "
+          f"frames after {report['warmup']} warm-up"
+          + (f"; replayed at {report['rate']} fps" if report["rate"] else ""))
+    lat = report["classifier"]
+    print(f"\nclassifier alone ({mode}, batch 1, {cfg.model.threads} thread(s)): "
+          f"{lat['p50_ms']:.3f} ms per face (median of {lat['runs']}), p95 {lat['p95_ms']:.3f}")
+    print(f"\npipeline, {pr['workers']} worker(s): {pr['fps']:.1f} frames/s, "
+          f"CPU {pr['cpu_percent']:.0f}%, dropped {pr['dropped']}, faces/frame "
+          f"{pr['faces_per_frame']:.2f}, frames with a face {pr['frames_with_face']}/"
+          f"{pr['frames']}, peak RSS {report['peak_rss_mb']} MB")
+    print(stage_table(pr["stages_ms"]))
+    if "compare" in report:
+        print("\ncomparison (same frames):")
+        print(compare_table(report["compare"]))
+        print("\nclassifier alone, per mode (batch 1, median / p95 ms per face):")
+        alone = [(mode, report["classifier"])] + [
+            (r["mode"], r["classifier"]) for r in report["compare"] if "classifier" in r]
+        for name, lat in alone:
+            print(f"  {name:<10}{lat['p50_ms']:>9.3f}{lat['p95_ms']:>9.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     source = {"sample": SAMPLE, "camera": "0"}.get(args.source, args.source)
     if source == "0":
         log.error("--source camera: benchmark a recorded clip instead; a camera's own rate "
@@ -270,79 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(source).is_file():
         log.error("--source %s: no such video file", source)
         return 2
-    model = Path(cfg.model.path)
-    workers = args.workers or cfg.pipeline.workers
     try:
-        main_clfs = _classifiers(model, cfg, max(workers, args.max_workers if args.compare
-                                                 else workers))
+        cfg = load(args.config, {"model.path": args.model} if args.model else None)
+        workers = args.workers or cfg.pipeline.workers
+        classifiers = _classifiers(Path(cfg.model.path), cfg,
+                                   max(workers, args.max_workers if args.compare else workers))
     except STARTUP_ERRORS as exc:
         log.error("%s", exc)
         return 2
-    cap = cv2.VideoCapture(source)
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    cap.release()
-    card = main_clfs[0].card
-    report: dict = {
-        "machine": machine(),
-        "runtime": f"{main_clfs[0].runtime.name} {main_clfs[0].runtime.version}",
-        "model": {"path": str(model), "mode": card.mode, "id": card.id,
-                  "threads": cfg.model.threads},
-        "source": {"path": source, "size": list(size)},
-        "detector": dataclasses.asdict(cfg.detector),
-        "frames": args.frames, "warmup": args.warmup, "rate": args.rate,
-    }
-    # Timed first, while nothing else in this process runs.
-    report["classifier"] = {"threads": cfg.model.threads,
-                            **classify_latency(main_clfs[0], args.latency_runs)}
-    report["pipeline"] = {"workers": workers, **run_pipeline(
-        cfg, source, main_clfs[:workers], args.frames, args.warmup, args.rate)}
-    if args.compare:
-        rows = [{"name": "sequential loop (no pipeline)", **run_sequential(
-            cfg, source, main_clfs[0], args.frames, args.warmup)}]
-        for n in range(1, args.max_workers + 1):
-            rows.append({"name": f"threaded, {n} worker(s), {card.mode}", **run_pipeline(
-                cfg, source, main_clfs[:n], args.frames, args.warmup)})
-        full = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, full_every=1))
-        if cfg.detector.full_every > 1:
-            rows.append({"name": f"threaded, {args.max_workers} w, full detect each frame",
-                         **run_pipeline(full, source, main_clfs[:args.max_workers],
-                                        args.frames, args.warmup)})
-        for mode, path in sibling_models(model).items():
-            if path.resolve() == model.resolve():
-                continue
-            clfs = _classifiers(path, cfg, args.max_workers)
-            alone = classify_latency(clfs[0], args.latency_runs)
-            rows.append({"name": f"threaded, {args.max_workers} worker(s), {mode}",
-                         **run_pipeline(cfg, source, clfs, args.frames, args.warmup),
-                         "mode": mode, "classifier": {"threads": cfg.model.threads, **alone}})
-        report["compare"] = rows
-    report["peak_rss_mb"] = peak_rss_mb()
-
-    pr = report["pipeline"]
-    m = report["machine"]
-    print(f"machine   {m['cpu']}, {m['cores_used']}/{m['cores']} cores, Python {m['python']}")
-    print(f"runtime   {report['runtime']}; model {model} ({card.mode}), "
-          f"{cfg.model.threads} thread(s)/worker")
-    d = cfg.detector
-    print(f"detector  width {d.detect_width}, scale {d.scale_factor}, neighbours "
-          f"{d.min_neighbors}, min size {d.min_size}, full every {d.full_every} frame(s)")
-    print(f"source    {source} {size[0]}x{size[1]}; {args.frames} frames after "
-          f"{args.warmup} warm-up" + (f"; replayed at {args.rate} fps" if args.rate else ""))
-    lat = report["classifier"]
-    print(f"\nclassifier alone ({card.mode}, batch 1, {cfg.model.threads} thread(s)): "
-          f"{lat['p50_ms']:.3f} ms per face (median of {lat['runs']}), p95 {lat['p95_ms']:.3f}")
-    print(f"\npipeline, {workers} worker(s): {pr['fps']:.1f} frames/s, CPU {pr['cpu_percent']:.0f}%"
-          f", dropped {pr['dropped']}, faces/frame {pr['faces_per_frame']:.2f}, frames with a "
-          f"face {pr['frames_with_face']}/{pr['frames']}, peak RSS {report['peak_rss_mb']} MB")
-    print(stage_table(pr["stages_ms"]))
-    if args.compare:
-        print("\ncomparison (same frames):")
-        print(compare_table(report["compare"]))
-        print("\nclassifier alone, per mode (batch 1, median / p95 ms per face):")
-        alone = [(card.mode, report["classifier"])] + [
-            (r["mode"], r["classifier"]) for r in report["compare"] if "classifier" in r]
-        for mode, lat in alone:
-            print(f"  {mode:<10}{lat['p50_ms']:>9.3f}{lat['p95_ms']:>9.3f}")
+    if args.cpus:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cpus]))
+    report = measure(cfg, args, source, classifiers)
+    print_report(report, cfg)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -198,6 +198,15 @@ class SinksConfig:
     stdout: StdoutSinkConfig = field(default_factory=StdoutSinkConfig)
     mqtt: MqttSinkConfig = field(default_factory=MqttSinkConfig)
 
+    def enabled(self) -> list[str]:
+        """Names of the enabled sinks, in the order events are written to them."""
+        return [name for name in sink_names() if getattr(self, name).enabled]
+
+
+def sink_names() -> tuple[str, ...]:
+    """Every sink's name: its key under ``sinks``, its module in ``edge.sinks``, its flag."""
+    return tuple(f.name for f in dataclasses.fields(SinksConfig))
+
 
 @dataclass(frozen=True)
 class PipelineConfig:

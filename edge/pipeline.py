@@ -21,13 +21,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from edge.events import EmotionEvent
 from edge.faces import Box, FaceDetector, extract_faces
+from edge.queues import FrameQueue
+from edge.reconnect import Reconnecting
+from edge.schedule import DetectionSchedule
 from edge.sinks import Sink
+from edge.sinks.group import SinkGroup
 from edge.sources import Frame, FrameSource, SourceError
 from edge.stats import Stats
 from edge.tracking import Tracker
@@ -49,53 +53,6 @@ class _Status:
     """Runtime state for the sinks, carried through the event queue."""
 
     state: dict
-
-
-class FrameQueue(queue.Queue):
-    """A bounded frame queue that stamps each item with a gapless dispatch number.
-
-    With ``drop_oldest``, a full queue discards its oldest frame to make room and counts
-    it; the dispatch number is given at ``get`` time, so dropped frames leave no gap for
-    the collector to wait on.
-    """
-
-    def __init__(self, maxsize: int, drop_oldest: bool) -> None:
-        super().__init__(maxsize)
-        self.drop_oldest = drop_oldest
-        self.dropped = 0
-        self._dispatched = 0
-
-    def offer(self, item: object, stop: threading.Event) -> bool:
-        """Queue ``item``: drop the oldest when full (live) or wait for room (files).
-
-        Returns False when ``stop`` was set while waiting.
-        """
-        if self.drop_oldest:
-            with self.mutex:
-                if self._qsize() >= self.maxsize and not isinstance(item, _End):
-                    old = self.queue.popleft()
-                    if isinstance(old, _End):  # never drop an end marker
-                        self.queue.appendleft(old)
-                    else:
-                        self.dropped += 1
-                        self.unfinished_tasks -= 1
-                self._put(item)
-                self.unfinished_tasks += 1
-                self.not_empty.notify()
-            return True
-        while not stop.is_set():
-            try:
-                self.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _get(self) -> tuple[int, Any]:
-        item = self.queue.popleft()
-        n = self._dispatched
-        self._dispatched += 1
-        return n, item
 
 
 @dataclass
@@ -120,6 +77,32 @@ class RunResult:
     stats: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How a pipeline runs (built from the config by :mod:`edge.assemble`).
+
+    Attributes:
+        margin: crop margin around face boxes, in face widths.
+        queue_size: frame queue length.
+        max_frames: stop after this many frames (0: no limit).
+        drop_oldest: drop the oldest frame when behind; ``None``: when the source is live.
+        rate: pace reading at this many frames per second (replaying a file as a camera).
+        reconnect: (initial, max) seconds between attempts to reopen a failed live source.
+        full_every: a full-frame detection every this many frames, and in between only
+            around the faces being tracked (:class:`edge.schedule.DetectionSchedule`).
+        region_margin: how far around a tracked face to look between full detections.
+    """
+
+    margin: float = 0.15
+    queue_size: int = 4
+    max_frames: int = 0
+    drop_oldest: bool | None = None
+    rate: float | None = None
+    reconnect: tuple[float, float] = (1.0, 30.0)
+    full_every: int = 1
+    region_margin: float = 0.5
+
+
 class Classifier(Protocol):
     """What the pipeline needs from a classifier (``edge.model.EmotionClassifier``)."""
 
@@ -137,16 +120,8 @@ class Pipeline:
         workers: one ``(detector, classifier)`` pair per worker thread (neither OpenCV's
             cascade with its buffers nor a TFLite interpreter may be shared by threads).
         tracker: turns detections into events.
-        sinks: where events go.
-        margin: crop margin around face boxes.
-        queue_size: frame queue length.
-        max_frames: stop after this many frames (0: no limit).
-        drop_oldest: drop the oldest frame when behind; defaults to ``source.live``.
-        rate: pace reading at this many frames per second (replaying a file as a camera).
-        reconnect: (initial, max) seconds between attempts to reopen a failed live source.
-        full_every: run a full-frame detection every this many frames, and in between only
-            around the faces being tracked.
-        region_margin: how far around a tracked face to look between full detections.
+        sinks: where events go (fanned out and isolated by a :class:`SinkGroup`).
+        settings: queue, limits, pacing, reconnection and detection schedule.
         on_frame: called by the collector with each in-order frame, its boxes and the
             tracker (annotation, video writing); must be quick.
         stats: where stage timings go (a new one by default).
@@ -154,28 +129,23 @@ class Pipeline:
 
     def __init__(self, source: FrameSource, workers: Sequence[tuple[FaceDetector, Classifier]],
                  tracker: Tracker, sinks: Sequence[Sink],
-                 *, margin: float = 0.15, queue_size: int = 4, max_frames: int = 0,
-                 drop_oldest: bool | None = None, rate: float | None = None,
-                 reconnect: tuple[float, float] = (1.0, 30.0), full_every: int = 1,
-                 region_margin: float = 0.5,
+                 settings: PipelineSettings | None = None, *,
                  on_frame: Callable[[Frame, list[Box], Tracker], None] | None = None,
                  stats: Stats | None = None) -> None:
         if not workers:
             raise ValueError("at least one (detector, classifier) worker is needed")
+        s = settings or PipelineSettings()
+        self.settings = s
         self.source = source
         self.workers = list(workers)
         self.tracker = tracker
-        self.sinks = list(sinks)
-        self.margin = margin
-        self.max_frames = max_frames
-        self.rate = rate
-        self.reconnect = reconnect
-        self.full_every = full_every
-        self.region_margin = region_margin
         self.on_frame = on_frame
         self.stats = stats or Stats()
-        live = source.live if drop_oldest is None else drop_oldest
-        self.frames = FrameQueue(queue_size, drop_oldest=live or rate is not None)
+        self.sinks = SinkGroup(sinks, self.stats)
+        self.schedule = DetectionSchedule(s.full_every, s.region_margin, self.stats)
+        live = source.live if s.drop_oldest is None else s.drop_oldest
+        self.frames: FrameQueue[Frame | _End] = FrameQueue(
+            s.queue_size, drop_oldest=live or s.rate is not None, keep=_End)
         self.results: queue.Queue[FrameResult] = queue.Queue()
         self.events: queue.Queue[EmotionEvent | _Status | _End] = queue.Queue()
         self.stop_event = threading.Event()  # graceful: stop capturing, drain, flush
@@ -183,10 +153,6 @@ class Pipeline:
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
         self._done = threading.Event()
-        # Latest tracked regions, published by the collector for the workers' partial
-        # detections; replaced whole (an immutable tuple), never mutated.
-        self._regions: tuple[Box, ...] = ()
-        self._last_sink_failure = ""  # the sink thread's own
 
     # -- control -------------------------------------------------------------------------
 
@@ -222,11 +188,7 @@ class Pipeline:
         if alive:
             self.abort_event.set()
             log.error("threads still running after %.1f s: %s", timeout, ", ".join(alive))
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception:
-                log.exception("closing sink %s failed", sink.name)
+        self.sinks.close()
         try:
             self.source.close()
         except Exception:
@@ -266,28 +228,20 @@ class Pipeline:
     # -- threads -------------------------------------------------------------------------
 
     def _capture(self) -> None:
-        src, stats = self.source, self.stats
-        self._open_source()
-        n, period = 0, (1.0 / self.rate if self.rate else 0.0)
+        stats, limit, rate = self.stats, self.settings.max_frames, self.settings.rate
+        source = Reconnecting(self.source, self.settings.reconnect, stats, self.stop_event)
+        n, period = 0, (1.0 / rate if rate else 0.0)
+        opened = source.open()
         t_start = time.monotonic()
-        while not self.stop_event.is_set():
-            if self.max_frames and n >= self.max_frames:
+        while opened and not self.stop_event.is_set():
+            if limit and n >= limit:
                 break
             if period:
                 delay = t_start + n * period - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             t0 = time.perf_counter()
-            try:
-                frame = src.read()
-            except SourceError as exc:
-                if not src.live:
-                    raise
-                stats.add("source_errors")
-                log.warning("%s; reconnecting", exc)
-                if not self._reopen_source():
-                    break
-                continue
+            frame = source.read()
             if frame is None:
                 break
             stats.record("capture", time.perf_counter() - t0 - frame.gray_s)
@@ -298,52 +252,20 @@ class Pipeline:
         for _ in self.workers:
             self.frames.offer(END, self.abort_event)
 
-    def _open_source(self) -> None:
-        try:
-            self.source.open()
-            self.stats.set("source", "ok")
-        except SourceError:
-            if not self.source.live:
-                raise
-            self.stats.set("source", "down")
-            if not self._reopen_source(first_failed=True):
-                return
-
-    def _reopen_source(self, first_failed: bool = False) -> bool:
-        """Close and reopen a live source with capped exponential backoff until it opens
-        or a stop is asked for; False on stop."""
-        delay, max_delay = self.reconnect
-        self.stats.set("source", "down")
-        if not first_failed:
-            self.source.close()
-        while not self.stop_event.wait(delay):
-            try:
-                self.source.open()
-            except SourceError as exc:
-                self.stats.add("source_errors")
-                delay = min(delay * 2, max_delay)
-                log.warning("%s; next attempt in %.1f s", exc, delay)
-                continue
-            self.stats.set("source", "ok")
-            self.stats.add("source_reconnects")
-            log.info("source is back")
-            return True
-        return False
-
     def _worker(self, detector: FaceDetector, classifier: Classifier) -> None:
-        stats, margin = self.stats, self.margin
+        stats, margin = self.stats, self.settings.margin
         crops: np.ndarray | None = None
         empty = np.empty((0, len(classifier.labels)), np.float32)
         while not self.abort_event.is_set():
-            try:
-                order, item = self.frames.get(timeout=_POLL_S)
-            except queue.Empty:
+            taken = self.frames.take(timeout=_POLL_S)
+            if taken is None:
                 continue
+            order, item = taken
             if isinstance(item, _End):
                 self.results.put(FrameResult(order, None, done=True))
                 return
             frame: Frame = item
-            boxes = self._detect(detector, frame, order)
+            boxes = self.schedule.detect(detector, frame, order)
             if boxes:
                 t0 = time.perf_counter()
                 crops = extract_faces(frame.gray, boxes, margin, crops)
@@ -356,30 +278,6 @@ class Pipeline:
             else:
                 probs = empty
             self.results.put(FrameResult(order, frame, boxes, probs))
-
-    def _detect(self, det: FaceDetector, frame: Frame, order: int) -> list[Box]:
-        """Full-frame detection every ``full_every`` frames; in between, only around the
-        tracked faces, falling back to a full detection when one of them is not found
-        (it moved fast, or the scene cut) or when nobody is tracked."""
-        stats = self.stats
-        regions = self._regions
-        if self.full_every > 1 and regions and order % self.full_every != 0:
-            t0 = time.perf_counter()
-            boxes = det.detect_around(frame.gray, list(regions), self.region_margin)
-            stats.record("detect", time.perf_counter() - t0)
-            if len(boxes) >= len(regions):
-                stats.add("detect_partial")
-                return boxes
-            stats.add("detect_fallback")
-        t0 = time.perf_counter()
-        small = frame.small_gray if frame.small_gray is not None else det.downscale(frame.gray)
-        t1 = time.perf_counter()
-        boxes = det.detect(frame.gray, small)
-        t2 = time.perf_counter()
-        stats.record("resize", t1 - t0)
-        stats.record("detect", t2 - t1)
-        stats.add("detect_full")
-        return boxes
 
     def _collector(self) -> None:
         pending: list[tuple[int, int, FrameResult]] = []
@@ -404,8 +302,8 @@ class Pipeline:
                 t0 = time.perf_counter()
                 events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs)
                 stats.record("track", time.perf_counter() - t0)
-                if self.full_every > 1:
-                    self._regions = tuple(tracker.boxes())
+                if self.schedule.follows_tracks:
+                    self.schedule.track(tracker.boxes())
                 for ev in events:
                     self.events.put(ev)
                 stats.set("faces", sum(1 for t in tracker.tracks if t.confirmed))
@@ -426,37 +324,22 @@ class Pipeline:
                 return
 
     def _sink_loop(self) -> None:
-        stats = self.stats
+        stats, sinks = self.stats, self.sinks
         while not self.abort_event.is_set():
             try:
                 ev = self.events.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
             if isinstance(ev, _End):
-                for sink in self.sinks:
-                    self._safe(sink, "flush")
+                sinks.flush()
                 self._done.set()
                 return
             if isinstance(ev, _Status):
-                for sink in self.sinks:
-                    self._safe(sink, "status", ev.state)
+                sinks.status(ev.state)
                 continue
             t0 = time.perf_counter()
-            for sink in self.sinks:
-                self._safe(sink, "write", ev)
+            sinks.write(ev)
             t1 = time.perf_counter()
             stats.record("sink", t1 - t0)
             stats.record("latency", time.monotonic() - ev.captured_mono)
             stats.add("events")
-
-    def _safe(self, sink: Sink, method: str, *args: object) -> None:
-        """Call a sink (sink thread only); a failing sink is counted and logged, one line
-        per distinct failure, and never stops the run."""
-        try:
-            getattr(sink, method)(*args)
-        except Exception as exc:
-            self.stats.add(f"sink_errors.{sink.name}")
-            msg = f"{sink.name}.{method}: {exc}"
-            if msg != self._last_sink_failure:
-                log.error("sink %s failed: %s", f"{sink.name}.{method}", exc)
-            self._last_sink_failure = msg

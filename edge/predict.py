@@ -32,14 +32,13 @@ def predict_image(image: np.ndarray, detector: FaceDetector,
     boxes = detector.detect(gray)
     if not boxes:
         return []
-    probs = classifier.classify(extract_faces(gray, boxes, margin))
     faces = []
-    for box, p in zip(boxes, probs, strict=True):
-        best = int(np.argmax(p))
-        faces.append({"box": list(box), "emotion": classifier.labels[best],
-                      "confidence": round(float(p[best]), 4),
-                      "probs": {k: round(float(v), 4)
-                                for k, v in zip(classifier.labels, p, strict=True)}})
+    for box, probs in zip(boxes, classifier.probabilities(extract_faces(gray, boxes, margin)),
+                          strict=True):
+        emotion = max(probs, key=probs.__getitem__)
+        faces.append({"box": list(box), "emotion": emotion,
+                      "confidence": round(probs[emotion], 4),
+                      "probs": {k: round(v, 4) for k, v in probs.items()}})
     return faces
 
 
@@ -64,13 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON (one object per image)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from edge.service import STARTUP_ERRORS
+    from edge.assemble import STARTUP_ERRORS, build_classifiers, build_detector
 
     try:
         cfg = load(args.config, {"model.path": args.model} if args.model else None)
-        detector = FaceDetector(cfg.detector)
-        classifier = EmotionClassifier(cfg.model.path, threads=cfg.model.threads,
-                                       runtime=cfg.model.runtime)
+        detector = build_detector(cfg)
+        (classifier,) = build_classifiers(cfg, 1)
     except STARTUP_ERRORS as exc:
         log.error("%s", exc)
         return 2

@@ -11,8 +11,9 @@ import pytest
 
 from edge.config import TrackingConfig
 from edge.events import EmotionEvent
-from edge.pipeline import END, FrameQueue, Pipeline
+from edge.pipeline import END, Pipeline, PipelineSettings, _End
 from edge.preprocessing import EMOTIONS
+from edge.queues import FrameQueue
 from edge.sources import Frame, SourceError
 from edge.tracking import Tracker
 
@@ -114,31 +115,41 @@ def make(source, classifiers, sinks=None, **kw) -> tuple[Pipeline, ListSink, lis
     seen: list[int] = []
     tracker = Tracker(TrackingConfig(min_hits=1), EMOTIONS, "dev", "m")
     p = Pipeline(source, [(FakeDetector(), c) for c in classifiers], tracker,
-                 [sink, *(sinks or [])], on_frame=lambda f, b, t: seen.append(f.seq), **kw)
+                 [sink, *(sinks or [])], PipelineSettings(**kw),
+                 on_frame=lambda f, b, t: seen.append(f.seq))
     return p, sink, seen
 
 
 def test_frame_queue_drops_oldest_and_numbers_without_gaps() -> None:
-    q = FrameQueue(2, drop_oldest=True)
+    q: FrameQueue[object] = FrameQueue(2, drop_oldest=True, keep=_End)
     stop = threading.Event()
     for i in range(5):
         q.offer(i, stop)
     assert q.dropped == 3
-    assert [q.get_nowait(), q.get_nowait()] == [(0, 3), (1, 4)]
+    assert [q.take(0), q.take(0)] == [(0, 3), (1, 4)]
+    assert q.take(0) is None
     q.offer(END, stop)
     q.offer(END, stop)
     q.offer(END, stop)  # end markers are never dropped
-    assert q.qsize() == 3
+    assert len(q) == 3 and q.dropped == 3
 
 
 def test_file_queue_waits_instead_of_dropping() -> None:
-    q = FrameQueue(1, drop_oldest=False)
+    q: FrameQueue[str] = FrameQueue(1, drop_oldest=False)
     stop = threading.Event()
     q.offer("a", stop)
-    threading.Timer(0.2, q.get).start()
-    t0 = time.monotonic()
-    assert q.offer("b", stop) is True
-    assert time.monotonic() - t0 >= 0.15 and q.dropped == 0
+    offered: list[bool] = []
+    waiter = threading.Thread(target=lambda: offered.append(q.offer("b", stop)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and offered == []  # a full file queue waits for room
+    assert q.take(1.0) == (0, "a")
+    waiter.join(10.0)
+    assert offered == [True] and q.take(1.0) == (1, "b") and q.dropped == 0
+    # A stop while waiting gives up instead of blocking forever.
+    q.offer("c", stop)
+    stop.set()
+    assert q.offer("d", stop) is False
 
 
 def test_results_are_reordered_with_several_workers() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edge.events import EmotionEvent
 from edge.preprocessing import EMOTIONS
-from edge.sinks.jsonl import JsonLinesSink
+from edge.sinks.log import JsonLinesSink
 from edge.sinks.stdout import StdoutSink
 
 

@@ -1,4 +1,10 @@
-"""Event sinks: where emotion events go. One module per sink, one interface."""
+"""Event sinks: where emotion events go. One module per sink, one interface.
+
+A sink ``<name>`` is the module ``edge.sinks.<name>`` with a ``from_config(cfg) -> Sink``
+factory, enabled by ``sinks.<name>.enabled`` in the config (its dataclass in
+:mod:`edge.config`) and by ``--sink <name>`` on the command line: adding a sink touches
+its module and its config dataclass, nothing else.
+"""
 
 from __future__ import annotations
 

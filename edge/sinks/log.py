@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from edge.config import Config, ConfigError
 from edge.events import EmotionEvent
 
 log = logging.getLogger(__name__)
@@ -74,3 +75,12 @@ class JsonLinesSink:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         self._fh = self.path.open("a", encoding="utf-8")
         self._size = 0
+
+
+def from_config(cfg: Config) -> JsonLinesSink:
+    """The event log ``sinks.log`` describes (the sink group's factory for this sink)."""
+    c = cfg.sinks.log
+    try:
+        return JsonLinesSink(c.path, c.max_bytes, c.backups)
+    except OSError as exc:
+        raise ConfigError(f"sinks.log.path: cannot write {c.path} ({exc.strerror})") from None

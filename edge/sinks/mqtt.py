@@ -27,7 +27,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.config import ConfigError, MqttSinkConfig
+from edge.config import Config, ConfigError, MqttSinkConfig
 from edge.events import EmotionEvent
 from edge.sinks.spool import Spool
 
@@ -251,3 +251,8 @@ class MqttSink:
                       "device": device, **extra}
             client.publish(f"{self.cfg.discovery_prefix}/sensor/{node}/{key}/config",
                            json.dumps(config), qos=1, retain=True)
+
+
+def from_config(cfg: Config) -> MqttSink:
+    """The MQTT sink ``sinks.mqtt`` describes, spooling under ``state_dir``."""
+    return MqttSink(cfg.sinks.mqtt, cfg.device, Path(cfg.state_dir))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from edge.config import Config
 from edge.events import EmotionEvent
 
 
@@ -29,3 +30,8 @@ class StdoutSink:
 
     def close(self) -> None:
         self.flush()
+
+
+def from_config(cfg: Config) -> StdoutSink:
+    """The standard-output sink (``sinks.stdout`` has no settings beyond ``enabled``)."""
+    return StdoutSink()

@@ -1,0 +1,140 @@
+"""The one place that builds the device from a config.
+
+``python -m edge``, ``edge.bench``, ``edge.predict`` and any other front end call these,
+so the same config gives the same detector, classifier (with its card), tracker, sinks
+and pipeline everywhere. Anything the user must fix raises one of
+:data:`STARTUP_ERRORS` (exit code 2), with one line naming the key or file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.annotate import VideoAnnotator
+from edge.config import Config, ConfigError, sink_names
+from edge.faces import DetectorError, FaceDetector
+from edge.model import EmotionClassifier, ModelCard, ModelError, card_path_for
+from edge.pipeline import Pipeline, PipelineSettings
+from edge.sinks import Sink
+from edge.sources import FrameSource, local_path, make_source
+from edge.stats import Stats
+from edge.tracking import Tracker
+
+#: Errors that mean "fix the config or the files" (exit code 2), not a runtime failure.
+STARTUP_ERRORS = (ConfigError, ModelError, DetectorError)
+
+
+def build_sinks(cfg: Config) -> list[Sink]:
+    """The enabled sinks (``edge.sinks.<name>.from_config``), in config order.
+
+    Raises:
+        ConfigError: no sink is enabled, or one cannot start (e.g. an unwritable log).
+    """
+    names = cfg.sinks.enabled()
+    if not names:
+        raise ConfigError("sinks: no sink is enabled; enable "
+                          + " or ".join(f"sinks.{n}" for n in sink_names()) + " (or pass --sink)")
+    return [importlib.import_module(f"edge.sinks.{name}").from_config(cfg) for name in names]
+
+
+def load_card(cfg: Config) -> ModelCard:
+    """The model's card: ``model.card`` when set, else the ``.json`` next to the model."""
+    m = cfg.model
+    if not Path(m.path).is_file():
+        raise ModelError(f"model.path: {m.path}: model file not found")
+    return ModelCard.load(m.card) if m.card else ModelCard.load(card_path_for(m.path))
+
+
+def build_classifiers(cfg: Config, count: int) -> list[EmotionClassifier]:
+    """``count`` classifiers on the configured model (one interpreter per worker)."""
+    card = load_card(cfg)
+    m = cfg.model
+    return [EmotionClassifier(m.path, card, threads=m.threads, runtime=m.runtime)
+            for _ in range(count)]
+
+
+def build_detector(cfg: Config) -> FaceDetector:
+    """A Haar face detector with the config's settings (one per worker thread)."""
+    return FaceDetector(cfg.detector)
+
+
+def build_tracker(cfg: Config, classifier: EmotionClassifier) -> Tracker:
+    """The tracker that turns detections into events, labelled as ``classifier``'s card."""
+    return Tracker(cfg.tracking, classifier.labels, cfg.device, classifier.card.id)
+
+
+def build_source(cfg: Config) -> FrameSource:
+    """The configured frame source (not opened yet).
+
+    Raises:
+        ConfigError: a local file or folder that does not exist.
+    """
+    src = cfg.source
+    path = local_path(src.uri)
+    if src.kind != "picamera2" and path is not None and not path.exists():
+        raise ConfigError(f"source.uri: {src.uri}: no such file or folder")
+    return make_source(src, cfg.detector.detect_width,
+                       keep_color=cfg.pipeline.annotate_video is not None)
+
+
+def pipeline_settings(cfg: Config, rate: float | None = None) -> PipelineSettings:
+    """The pipeline's settings from the config (``rate`` paces a file as a camera)."""
+    return PipelineSettings(
+        margin=cfg.detector.margin, queue_size=cfg.source.queue_size,
+        max_frames=cfg.pipeline.max_frames, drop_oldest=cfg.source.realtime, rate=rate,
+        reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s),
+        full_every=cfg.detector.full_every, region_margin=cfg.detector.region_margin)
+
+
+@dataclass
+class Device:
+    """A built device: the pipeline and what its owner must close after it has run."""
+
+    cfg: Config
+    pipeline: Pipeline
+    annotator: VideoAnnotator | None = None
+
+    def close(self) -> None:
+        """Release what the pipeline does not own (the annotated video)."""
+        if self.annotator is not None:
+            self.annotator.close()
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_device(cfg: Config, *, source: FrameSource | None = None,
+                 sinks: list[Sink] | None = None,
+                 classifiers: list[EmotionClassifier] | None = None,
+                 stats: Stats | None = None, rate: float | None = None) -> Device:
+    """Source, detectors, classifiers, tracker, sinks and pipeline from the config.
+
+    Args:
+        cfg: the configuration.
+        source: a source to use instead of the configured one (a benchmark's file).
+        sinks: sinks to use instead of the configured ones.
+        classifiers: loaded classifiers to reuse, one per worker thread (a benchmark keeps
+            its warmed-up interpreters); by default ``pipeline.workers`` new ones.
+        stats: where the pipeline records its figures (a new one by default).
+        rate: replay a file at this many frames per second, as a camera would deliver it.
+
+    Raises:
+        ConfigError, ModelError, DetectorError: something the user has to fix.
+    """
+    if source is None:
+        source = build_source(cfg)
+    if classifiers is None:
+        classifiers = build_classifiers(cfg, cfg.pipeline.workers)
+    pairs = [(build_detector(cfg), c) for c in classifiers]
+    tracker = build_tracker(cfg, classifiers[0])
+    stats = stats or Stats()
+    annotator = (VideoAnnotator(cfg.pipeline.annotate_video, cfg.source.fps, stats)
+                 if cfg.pipeline.annotate_video else None)
+    pipeline = Pipeline(source, pairs, tracker, sinks if sinks is not None else build_sinks(cfg),
+                        pipeline_settings(cfg, rate), on_frame=annotator, stats=stats)
+    return Device(cfg, pipeline, annotator)
