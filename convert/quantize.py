@@ -14,6 +14,7 @@ import os
 import platform
 import shlex
 import sys
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,20 +27,21 @@ from edge.model import (
     ModelCard,
     ModelError,
     classify_latency,
-    load_runtime,
     model_filename,
     sha256_file,
 )
 from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
 from edge.sysinfo import describe
-from train.data import CALIBRATION_FACES
+from train.data import CALIBRATION_FACES, add_data_options, check_data_options
 
 if TYPE_CHECKING:
     import keras
 
+    from train.data import FaceSet
+    from train.ferplus import Votes
+
 log = logging.getLogger("convert")
 
-DEFAULT_DATA = "../shared/data/fer2013/fer2013.csv.gz"
 
 
 class ConvertError(RuntimeError):
@@ -52,8 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Convert a trained .keras model to TFLite, write its model card, and check "
                     "that the converted model agrees with the original.")
     p.add_argument("--model", required=True, help="trained model (.keras), e.g. runs/X/best.keras")
-    p.add_argument("--data", default=DEFAULT_DATA,
-                   help=f"FER-2013 CSV or image folder (default {DEFAULT_DATA})")
+    add_data_options(p, "the card also records agreement with the FER+ majority on --usage")
     p.add_argument("--out", default="models", help="output folder (default models/)")
     p.add_argument("--mode", default="int8", choices=(*MODES, "all"),
                    help="int8 (default): full-integer; float16; dynamic; float32; all: every mode")
@@ -65,9 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"(default {CALIBRATION_FACES})")
     p.add_argument("--usage", default="PublicTest",
                    help="split for the parity check (default PublicTest)")
-    p.add_argument("--ferplus", default="", metavar="VOTES",
-                   help="FER+ votes for the same CSV (fer2013new.csv[.gz]): the card also "
-                        "records agreement with the FER+ majority on --usage")
+    p.add_argument("--record", default="", metavar="METRICS_JSON",
+                   help="the training run's metrics.json, for the card (default: the one "
+                        "next to --model)")
     p.add_argument("--min-agreement", type=float, default=0.98,
                    help="fail when top-1 agreement with Keras is below this (default 0.98)")
     p.add_argument("--reference", default="", metavar="MODEL",
@@ -80,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-runs", type=int, default=300,
                    help="single-face invokes timed per mode with --mode all (default 300)")
     args = p.parse_args(argv)
+    check_data_options(p, args)
     if args.min_agreement < 0.0:
         p.error("--min-agreement must be >= 0 (a value above 1 always fails the gate)")
     if args.calibration <= 0:
@@ -126,17 +128,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _run(args: argparse.Namespace, command: str) -> int:
-    out = _check_inputs(args)
+@dataclass
+class _Inputs:
+    """What every mode's conversion and check share."""
+
+    model: keras.Model
+    training: dict | None
+    reference_path: Path
+    reference: np.ndarray  # the reference model's probabilities on the parity split
+    calibration: np.ndarray
+    val: FaceSet
+    votes: Votes | None
+
+
+def _prepare(args: argparse.Namespace) -> _Inputs:
+    """Load the model, its reference, the data and the votes (TensorFlow from here on)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from convert.parity import compare
-    from convert.tflite import convert
     from train.data import DataError, load, stratified_sample
-    from train.ferplus import load_votes, majority_metrics
-    from train.metrics import classification_metrics
+    from train.ferplus import load_votes
 
     model = _load_keras(Path(args.model), args.flip_average)
-    training = _training_summary(Path(args.model))
+    training = _training_summary(Path(args.record) if args.record
+                                 else Path(args.model).parent / "metrics.json")
     reference_path = _reference_path(args, training)
     reference_model = (model if reference_path == Path(args.model)
                        else _load_keras(reference_path, args.flip_average))
@@ -147,75 +160,89 @@ def _run(args: argparse.Namespace, command: str) -> int:
     except DataError as exc:
         raise ConvertError(str(exc)) from None
     calib_idx = stratified_sample(splits["Training"].labels, args.calibration, args.seed)
-    calibration = splits["Training"].images[calib_idx]
     val = splits[args.usage]
     log.info("parity check against %s on %s", reference_path, args.usage)
     reference = reference_model.predict(val.images[..., None].astype(np.float32),
                                         batch_size=256, verbose=0)
-    runtime = load_runtime()
-    keras_sha = sha256_file(args.model)
+    return _Inputs(model, training, reference_path, reference,
+                   splits["Training"].images[calib_idx], val, votes)
 
-    modes = MODES if args.mode == "all" else (args.mode,)
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    out = _check_inputs(args)
+    inputs = _prepare(args)
     rows, failed = [], []
-    for mode in modes:
-        log.info("converting %s to %s", args.model, mode)
-        blob = convert(model, mode, calibration, io_type=args.io_type)
-        tflite_path = out / model_filename(args.name, mode)
-        stem = tflite_path.stem
-        tflite_path.write_bytes(blob)
-        card = {
-            "id": f"{stem}-{sha256_file(tflite_path)[:8]}",
-            "model_file": tflite_path.name,
-            "mode": mode,
-            "labels": list(EMOTIONS),
-            "preprocessing": PREPROCESSING,
-            "sha256": sha256_file(tflite_path),
-            "size_bytes": tflite_path.stat().st_size,
-            "source": {"keras": str(args.model), "sha256": keras_sha,
-                       "flip_average": bool(args.flip_average)},
-            "calibration": ({"faces": len(calibration), "split": "Training", "seed": args.seed,
-                             "stratified": True} if mode == "int8" else None),
-            "command": command,
-            "versions": {**_versions(), "python": platform.python_version()},
-            "training": training,
-        }
-        classifier = EmotionClassifier(tflite_path, ModelCard.from_dict(card), threads=1)
-        card["input"] = _tensor_card(classifier, "input")
-        card["output"] = _tensor_card(classifier, "output")
-        probs = classifier.classify_many(val.images)
-        parity = compare(reference, probs, val.labels)
-        parity.update(reference={"keras": str(reference_path),
-                                 "sha256": sha256_file(reference_path)},
-                      split=args.usage, data=str(args.data),
-                      min_agreement=args.min_agreement,
-                      passed=parity["top1_agreement"] >= args.min_agreement)
-        card["parity"] = parity
-        card["evaluation"] = {"split": args.usage,
-                              **classification_metrics(val.labels, probs.argmax(axis=1))}
-        if votes is not None:
-            card["evaluation_ferplus"] = {"split": args.usage, "votes_sha256":
-                                          sha256_file(args.ferplus),
-                                          **majority_metrics(votes, probs.argmax(axis=1))}
-        if args.mode == "all":
-            timed = classify_latency(classifier, args.latency_runs, face=val.images[0])
-            card["latency_ms_per_face"] = {
-                "median": timed["p50_ms"], "p95": timed["p95_ms"],
-                "runs": args.latency_runs, "threads": 1, "batch": 1,
-                "runtime": f"{runtime.name} {runtime.version}", "machine": describe()}
-        card_path = tflite_path.with_suffix(".json")
-        card_path.write_text(json.dumps(card, indent=1) + "\n")
+    for mode in MODES if args.mode == "all" else (args.mode,):
+        card = _convert_mode(args, inputs, mode, out, command)
         rows.append(card)
+        parity = card["parity"]
         if not parity["passed"]:
             failed.append(f"{mode}: top-1 agreement {parity['top1_agreement']:.4f} < "
                           f"--min-agreement {args.min_agreement:.4f}")
-        log.info("wrote %s and %s", tflite_path, card_path)
-
     print(_table(rows))
     if failed:
         log.error("parity check failed (the converted model disagrees with the Keras model "
                   "too often; the card records passed=false): %s", "; ".join(failed))
         return 1
     return 0
+
+
+def _convert_mode(args: argparse.Namespace, inputs: _Inputs, mode: str, out: Path,
+                  command: str) -> dict:
+    """Convert to ``mode``, check it on the device classifier, write the model and its card."""
+    from convert.parity import compare
+    from convert.tflite import convert
+    from train.ferplus import majority_metrics
+    from train.metrics import classification_metrics
+
+    log.info("converting %s to %s", args.model, mode)
+    tflite_path = out / model_filename(args.name, mode)
+    tflite_path.write_bytes(convert(inputs.model, mode, inputs.calibration,
+                                    io_type=args.io_type))
+    card = {
+        "id": f"{tflite_path.stem}-{sha256_file(tflite_path)[:8]}",
+        "model_file": tflite_path.name,
+        "mode": mode,
+        "labels": list(EMOTIONS),
+        "preprocessing": PREPROCESSING,
+        "sha256": sha256_file(tflite_path),
+        "size_bytes": tflite_path.stat().st_size,
+        "source": {"keras": str(args.model), "sha256": sha256_file(args.model),
+                   "flip_average": bool(args.flip_average)},
+        "calibration": ({"faces": len(inputs.calibration), "split": "Training",
+                         "seed": args.seed, "stratified": True} if mode == "int8" else None),
+        "command": command,
+        "versions": {**_versions(), "python": platform.python_version()},
+        "training": inputs.training,
+    }
+    classifier = EmotionClassifier(tflite_path, ModelCard.from_dict(card), threads=1)
+    card["input"] = _tensor_card(classifier, "input")
+    card["output"] = _tensor_card(classifier, "output")
+    val = inputs.val
+    probs = classifier.classify_many(val.images)
+    parity = compare(inputs.reference, probs, val.labels)
+    parity.update(reference={"keras": str(inputs.reference_path),
+                             "sha256": sha256_file(inputs.reference_path)},
+                  split=args.usage, data=str(args.data), min_agreement=args.min_agreement,
+                  passed=parity["top1_agreement"] >= args.min_agreement)
+    card["parity"] = parity
+    card["evaluation"] = {"split": args.usage,
+                          **classification_metrics(val.labels, probs.argmax(axis=1))}
+    if inputs.votes is not None:
+        card["evaluation_ferplus"] = {"split": args.usage,
+                                      "votes_sha256": sha256_file(args.ferplus),
+                                      **majority_metrics(inputs.votes, probs.argmax(axis=1))}
+    if args.mode == "all":
+        timed = classify_latency(classifier, args.latency_runs, face=val.images[0])
+        runtime = classifier.runtime
+        card["latency_ms_per_face"] = {
+            "median": timed["p50_ms"], "p95": timed["p95_ms"],
+            "runs": args.latency_runs, "threads": 1, "batch": 1,
+            "runtime": f"{runtime.name} {runtime.version}", "machine": describe()}
+    card_path = tflite_path.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    log.info("wrote %s and %s", tflite_path, card_path)
+    return card
 
 
 def _load_keras(path: Path, flip_average: bool) -> keras.Model:
@@ -261,9 +288,8 @@ def _reference_path(args: argparse.Namespace, training: dict | None) -> Path:
     return Path(args.model)
 
 
-def _training_summary(keras_path: Path) -> dict | None:
-    """What ``python -m train`` recorded next to the model (``metrics.json``), if present."""
-    metrics = keras_path.parent / "metrics.json"
+def _training_summary(metrics: Path) -> dict | None:
+    """What ``python -m train`` recorded about the model (its ``metrics.json``), if present."""
     if not metrics.is_file():
         return None
     m = json.loads(metrics.read_text())

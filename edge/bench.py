@@ -44,7 +44,7 @@ from edge.model import (
 from edge.pipeline import Pipeline
 from edge.sinks.log import JsonLinesSink
 from edge.sources import OpenCVSource
-from edge.stats import Stats
+from edge.stats import STAGES, Stats
 from edge.sysinfo import machine
 
 log = logging.getLogger("edge.bench")
@@ -105,8 +105,9 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         "dropped": p.frames.dropped, "cpu_percent": round(cpu, 1),
         "faces_per_frame": round(c.get("faces_detected", 0) / max(done, 1), 3),
         "frames_with_face": c.get("frames_with_face", 0),
-        "detections": {"full": c.get("detect_full", 0), "around_faces":
-                       c.get("detect_partial", 0)},
+        "detections": {"full": c.get("detect_full", 0),
+                       "around_faces": c.get("detect_partial", 0),
+                       "around_faces_then_full": c.get("detect_fallback", 0)},
         "events": c.get("events", 0), "stages_ms": snap["stages"],
     }
 
@@ -163,11 +164,7 @@ def _classifiers(path: Path, cfg: Config, n: int) -> list[EmotionClassifier]:
 
 def stage_table(stages: dict) -> str:
     lines = [f"  {'stage':<15}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'n':>8}"]
-    names = {"capture": "capture/decode", "gray": "gray", "resize": "resize",
-             "detect": "detect", "crop": "crop", "classify": "classify/frame",
-             "classify_face": "classify/face", "track": "track", "sink": "sink",
-             "frame_latency": "capture->result", "latency": "capture->event"}
-    for key, label in names.items():
+    for key, label in STAGES.items():
         if key in stages:
             s = stages[key]
             lines.append(f"  {label:<15}{s['p50_ms']:>9.3f}{s['p95_ms']:>9.3f}"

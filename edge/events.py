@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 EventType = Literal["appeared", "changed", "left", "summary"]
-EVENT_TYPES: tuple[str, ...] = ("appeared", "changed", "left", "summary")
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 #: JSON Schema (draft 2020-12) of one event; tests validate emitted events against it.
 EVENT_SCHEMA: dict[str, Any] = {

@@ -33,10 +33,6 @@ class Notifier:
         #: Seconds between watchdog pings (half the systemd timeout), or None.
         self.watchdog_interval: float | None = (int(usec) / 1e6 / 2) if watchdog_for_us else None
 
-    @property
-    def enabled(self) -> bool:
-        return self._sock is not None
-
     def send(self, *fields: str) -> None:
         """Send ``KEY=VALUE`` fields as one message; failures are logged, never raised."""
         if self._sock is None:

@@ -12,9 +12,13 @@ from collections import deque
 
 import numpy as np
 
-#: Stages in pipeline order, as reported.
-STAGES: tuple[str, ...] = ("capture", "gray", "resize", "detect", "crop", "classify",
-                           "classify_face", "track", "sink", "frame_latency", "latency")
+#: Stages in pipeline order, with the name reports print for each.
+STAGES: dict[str, str] = {
+    "capture": "capture/decode", "gray": "gray", "resize": "resize", "detect": "detect",
+    "crop": "crop", "classify": "classify/frame", "classify_face": "classify/face",
+    "track": "track", "sink": "sink", "frame_latency": "capture->result",
+    "latency": "capture->event",
+}
 
 
 class Stats:

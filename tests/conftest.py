@@ -76,3 +76,26 @@ def converted(tmp_path_factory: pytest.TempPathFactory, trained_run: Path,
                  "--min-agreement", "0.8", "--latency-runs", "20"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def device_models(request: pytest.FixtureRequest) -> Path:
+    """A folder with ``emotion_int8.tflite`` and its card for the device-side tests.
+
+    With TensorFlow (the dev install), ``converted``: every mode of a model trained here.
+    On an edge-only install (no TensorFlow), the shipped model's folder, so the device
+    tests still run there; tests of the other modes skip.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        return request.getfixturevalue("converted")
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def model_mode(folder: Path, mode: str) -> Path:
+    """``emotion_<mode>.tflite`` in ``folder``; skips the test when that mode is not there."""
+    path = folder / f"emotion_{mode}.tflite"
+    if not path.is_file():
+        pytest.skip(f"no {mode} model without TensorFlow (the shipped folder has int8 only)")
+    return path

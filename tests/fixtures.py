@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +99,18 @@ def write_votes(path: Path, csv_path: Path, relabel: dict[int, int] | None = Non
             rows.append(ferplus_row(usage, relabel.get(i, int(label_text)), extra={0: 2}))
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0,
+               interval: float = 0.02) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass; returns its last truth.
+
+    Tests wait for what they are about to assert instead of sleeping a guessed time, so a
+    busy machine makes them slower, never wrong.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return bool(condition())
+        time.sleep(interval)
+    return True

@@ -13,14 +13,15 @@ from edge.bench import main as bench_main
 from edge.bench import run_pipeline, sibling_models
 from edge.config import load
 from edge.model import EmotionClassifier, classify_latency
+from tests.conftest import model_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = str(ROOT / "models/sample/astronaut.mp4")
 
 
-def test_json_has_every_field(converted: Path, tmp_path: Path, capsys) -> None:
+def test_json_has_every_field(device_models: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.json"
-    code = bench_main(["--source", SAMPLE, "--model", str(converted / "emotion_int8.tflite"),
+    code = bench_main(["--source", SAMPLE, "--model", str(device_models / "emotion_int8.tflite"),
                        "--frames", "20", "--warmup", "5", "--json", str(out)])
     assert code == 0
     r = json.loads(out.read_text())
@@ -43,12 +44,13 @@ def test_json_has_every_field(converted: Path, tmp_path: Path, capsys) -> None:
     assert "frames/s" in out and "ms per face" in out
 
 
-def test_compare_rows_are_consistent(converted: Path, tmp_path: Path) -> None:
+def test_compare_rows_are_consistent(device_models: Path, tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
     for mode in ("int8", "float32"):
+        source = model_mode(device_models, mode)
         for suffix in (".tflite", ".json"):
-            shutil.copy(converted / f"emotion_{mode}{suffix}", models)
+            shutil.copy(source.with_suffix(suffix), models)
     out = tmp_path / "bench.json"
     assert bench_main(["--source", SAMPLE, "--model", str(models / "emotion_int8.tflite"),
                        "--frames", "15", "--warmup", "3", "--compare", "--max-workers", "2",
@@ -66,16 +68,16 @@ def test_compare_rows_are_consistent(converted: Path, tmp_path: Path) -> None:
         assert r["frames_with_face"] <= r["frames"]
 
 
-def test_rate_replays_as_a_camera(converted: Path) -> None:
-    cfg = load(None, {"model.path": str(converted / "emotion_int8.tflite")})
+def test_rate_replays_as_a_camera(device_models: Path) -> None:
+    cfg = load(None, {"model.path": str(device_models / "emotion_int8.tflite")})
     clfs = [EmotionClassifier(cfg.model.path)]
     r = run_pipeline(cfg, SAMPLE, clfs, frames=30, warmup=0, rate=30.0)
     assert r["frames"] + r["dropped"] == 30
     assert r["wall_s"] >= 0.9  # 30 frames on a 30 fps clock take about a second
 
 
-def test_no_face_is_lost_at_the_default_detection_schedule(converted: Path) -> None:
-    cfg = load(None, {"model.path": str(converted / "emotion_int8.tflite")})
+def test_no_face_is_lost_at_the_default_detection_schedule(device_models: Path) -> None:
+    cfg = load(None, {"model.path": str(device_models / "emotion_int8.tflite")})
     assert cfg.detector.full_every > 1  # the default detects around tracked faces
     every = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, full_every=1))
     clfs = [EmotionClassifier(cfg.model.path) for _ in range(2)]
@@ -96,9 +98,9 @@ def test_sibling_models(tmp_path: Path) -> None:
     assert sorted(found) == ["float16", "int8"]
 
 
-def test_bad_source_exits_2(converted: Path) -> None:
+def test_bad_source_exits_2(device_models: Path) -> None:
     assert bench_main(["--source", "/nope.mp4", "--model",
-                       str(converted / "emotion_int8.tflite")]) == 2
+                       str(device_models / "emotion_int8.tflite")]) == 2
 
 
 class _CountingClassifier:
@@ -121,9 +123,9 @@ def test_classify_latency_times_single_face_calls() -> None:
     assert r["runs"] == 40 and r["batch"] == 1 and 0 < r["p50_ms"] <= r["p95_ms"]
 
 
-def test_bad_latency_runs_are_refused(converted: Path) -> None:
+def test_bad_latency_runs_are_refused(device_models: Path) -> None:
     with pytest.raises(ValueError, match="runs"):
-        classify_latency(EmotionClassifier(converted / "emotion_int8.tflite"), runs=0)
+        classify_latency(EmotionClassifier(device_models / "emotion_int8.tflite"), runs=0)
     with pytest.raises(SystemExit) as exc:
-        bench_main(["--model", str(converted / "emotion_int8.tflite"), "--latency-runs", "0"])
+        bench_main(["--model", str(device_models / "emotion_int8.tflite"), "--latency-runs", "0"])
     assert exc.value.code == 2

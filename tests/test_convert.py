@@ -58,7 +58,7 @@ def test_card_keeps_where_the_weights_and_soft_labels_came_from(tmp_path: Path) 
     parents = {"init_from": {"model": "runs/a/best.keras", "sha256": "1" * 64},
                "teachers": {"models": [{"model": "runs/b/best.keras"}], "weight": 0.5}}
     (tmp_path / "metrics.json").write_text(json.dumps({"arch": "edge", **parents}))
-    summary = _training_summary(tmp_path / "best.keras")
+    summary = _training_summary(tmp_path / "metrics.json")
     assert summary == {"arch": "edge", **parents}
 
 

@@ -16,6 +16,7 @@ import pytest
 from edge.events import EVENT_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL = "emotion_int8.tflite"
 SAMPLE_VIDEO = ROOT / "models/sample/astronaut.mp4"
 SAMPLE_IMAGE = ROOT / "models/sample/astronaut.jpg"
 
@@ -29,13 +30,13 @@ def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_sample_run_writes_valid_events_and_stats(converted: Path, tmp_path: Path) -> None:
+def test_sample_run_writes_valid_events_and_stats(device_models: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("pipeline:\n  stats_every_s: 0.5\ndevice: test-cam\n")
     events = tmp_path / "events.jsonl"
     video = tmp_path / "annotated.mp4"
     r = run_edge("--config", str(cfg), "--source", str(SAMPLE_VIDEO), "--model",
-                 str(converted / "emotion_int8.tflite"), "--sink", "log", "--events", str(events),
+                 str(device_models / MODEL), "--sink", "log", "--events", str(events),
                  "--annotate-video", str(video))
     assert r.returncode == 0, r.stderr
     assert "fps" in r.stderr and "stopped: 90 frames" in r.stderr
@@ -52,8 +53,8 @@ def test_sample_run_writes_valid_events_and_stats(converted: Path, tmp_path: Pat
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 90
 
 
-def test_stdout_sink_and_max_frames(converted: Path, tmp_path: Path) -> None:
-    r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(converted / "emotion_int8.tflite"),
+def test_stdout_sink_and_max_frames(device_models: Path, tmp_path: Path) -> None:
+    r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(device_models / MODEL),
                  "--sink", "stdout", "--max-frames", "10")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines()]
@@ -61,30 +62,30 @@ def test_stdout_sink_and_max_frames(converted: Path, tmp_path: Path) -> None:
     assert lines[-1]["frame"] == 9
 
 
-def test_runtime_failure_exits_1(converted: Path, tmp_path: Path) -> None:
+def test_runtime_failure_exits_1(device_models: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(converted / "emotion_int8.tflite"),
+    r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(device_models / MODEL),
                  "--events", str(tmp_path / "e.jsonl"),
                  "--annotate-video", str(blocker / "x.mp4"))
     assert r.returncode == 1
     assert "stopped by an error" in r.stderr
 
 
-def test_sigterm_stops_within_2s_with_events_flushed(converted: Path, tmp_path: Path) -> None:
+def test_sigterm_stops_within_2s_with_events_flushed(device_models: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"source:\n  uri: {SAMPLE_VIDEO}\n  loop: true\n")
     events = tmp_path / "events.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge", "--config", str(cfg), "--model",
-         str(converted / "emotion_int8.tflite"), "--events", str(events)],
+         str(device_models / MODEL), "--events", str(events)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (events.exists() and events.stat().st_size):
             time.sleep(0.1)
         assert events.stat().st_size > 0, "no event before the deadline"
-        time.sleep(0.5)  # mid-stream, under load
+        # The clip loops, so the first event means frames are flowing: stop mid-stream.
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=5)
@@ -101,9 +102,9 @@ def test_sigterm_stops_within_2s_with_events_flushed(converted: Path, tmp_path: 
 
 
 @pytest.mark.parametrize("as_json", [True, False])
-def test_predict_on_a_photograph(converted: Path, tmp_path: Path, as_json: bool) -> None:
+def test_predict_on_a_photograph(device_models: Path, tmp_path: Path, as_json: bool) -> None:
     args = [sys.executable, "-m", "edge.predict", str(SAMPLE_IMAGE), "--model",
-            str(converted / "emotion_int8.tflite"), "--annotate", str(tmp_path / "a.jpg"),
+            str(device_models / MODEL), "--annotate", str(tmp_path / "a.jpg"),
             "--chart", str(tmp_path / "c.png")]
     r = subprocess.run([*args, *(["--json"] if as_json else [])], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
@@ -119,18 +120,18 @@ def test_predict_on_a_photograph(converted: Path, tmp_path: Path, as_json: bool)
     assert (tmp_path / "a.jpg").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
 
 
-def test_predict_unreadable_image_exits_1(converted: Path, tmp_path: Path) -> None:
+def test_predict_unreadable_image_exits_1(device_models: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
     r = subprocess.run([sys.executable, "-m", "edge.predict", str(bad), str(SAMPLE_IMAGE),
-                        "--model", str(converted / "emotion_int8.tflite")], cwd=ROOT,
+                        "--model", str(device_models / MODEL)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "bad.jpg: unreadable image" in r.stderr
     assert "astronaut.jpg: 1 face(s)" in r.stdout  # the good image is still processed
 
 
-def test_notify_protocol(tmp_path: Path, converted: Path) -> None:
+def test_notify_protocol(tmp_path: Path, device_models: Path) -> None:
     import socket
 
     sock_path = str(tmp_path / "notify.sock")
@@ -142,7 +143,7 @@ def test_notify_protocol(tmp_path: Path, converted: Path) -> None:
     env = {**os.environ, "NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge", "--config", str(cfg), "--source", str(SAMPLE_VIDEO),
-         "--model", str(converted / "emotion_int8.tflite"), "--events",
+         "--model", str(device_models / MODEL), "--events",
          str(tmp_path / "e.jsonl")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     messages = []

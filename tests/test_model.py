@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.model import EmotionClassifier, ModelCard, ModelError, load_runtime
+from tests.conftest import model_mode
 
 
 def direct(model: Path, face: np.ndarray) -> np.ndarray:
@@ -41,9 +42,9 @@ def faces() -> np.ndarray:
 
 
 @pytest.mark.parametrize("mode", ["int8", "float32", "float16", "dynamic"])
-def test_matches_a_direct_interpreter_call(converted: Path, faces: np.ndarray,
+def test_matches_a_direct_interpreter_call(device_models: Path, faces: np.ndarray,
                                            mode: str) -> None:
-    model = converted / f"emotion_{mode}.tflite"
+    model = model_mode(device_models, mode)
     clf = EmotionClassifier(model)
     got = clf.classify(faces)
     assert got.shape == (7, 7) and got.dtype == np.float32
@@ -52,8 +53,8 @@ def test_matches_a_direct_interpreter_call(converted: Path, faces: np.ndarray,
 
 
 @pytest.mark.parametrize("mode", ["int8", "float32"])
-def test_batch_equals_single_calls(converted: Path, faces: np.ndarray, mode: str) -> None:
-    clf = EmotionClassifier(converted / f"emotion_{mode}.tflite")
+def test_batch_equals_single_calls(device_models: Path, faces: np.ndarray, mode: str) -> None:
+    clf = EmotionClassifier(model_mode(device_models, mode))
     batch = clf.classify(faces)
     singles = np.stack([clf.classify(f[None])[0] for f in faces])
     np.testing.assert_allclose(batch, singles, atol=1e-6)
@@ -62,8 +63,8 @@ def test_batch_equals_single_calls(converted: Path, faces: np.ndarray, mode: str
     assert clf.classify(faces[:0]).shape == (0, 7)
 
 
-def test_probabilities_named_by_the_card(converted: Path, faces: np.ndarray) -> None:
-    clf = EmotionClassifier(converted / "emotion_int8.tflite")
+def test_probabilities_named_by_the_card(device_models: Path, faces: np.ndarray) -> None:
+    clf = EmotionClassifier(device_models / "emotion_int8.tflite")
     probs = clf.probabilities(faces[:2])
     assert list(probs[0]) == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert sum(probs[0].values()) == pytest.approx(1.0, abs=0.02)
@@ -78,14 +79,14 @@ def test_runtime_order_prefers_litert() -> None:
         load_runtime("onnx")
 
 
-def test_missing_corrupt_and_mismatched_files(converted: Path, tmp_path: Path) -> None:
+def test_missing_corrupt_and_mismatched_files(device_models: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="model file not found"):
         EmotionClassifier(tmp_path / "none.tflite")
     model = tmp_path / "m.tflite"
-    shutil.copy(converted / "emotion_int8.tflite", model)
+    shutil.copy(device_models / "emotion_int8.tflite", model)
     with pytest.raises(ModelError, match="model card not found"):
         EmotionClassifier(model)
-    card = json.loads((converted / "emotion_int8.json").read_text())
+    card = json.loads((device_models / "emotion_int8.json").read_text())
     card["sha256"] = "0" * 64
     model.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="sha256 differs"):

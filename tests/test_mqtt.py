@@ -13,6 +13,7 @@ import pytest
 from edge.config import ConfigError, MqttSinkConfig, MqttTlsConfig, build
 from edge.events import EVENT_SCHEMA, EmotionEvent
 from edge.preprocessing import EMOTIONS
+from tests.fixtures import wait_until
 from tests.mqtt_broker import Broker, Subscriber, mosquitto_binary
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None,
@@ -163,7 +164,6 @@ def test_username_and_password(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     good.write_text("s3cret\n")
     bad = tmp_path / "bad.pw"
     bad.write_text("wrong\n")
-    sub_ok = None
     try:
         sink = make_sink(broker.port, tmp_path / "s1", username="edge",
                          password_file=str(good))
@@ -174,7 +174,7 @@ def test_username_and_password(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         sink.close()
 
         wrong = make_sink(broker.port, tmp_path / "s2", username="edge", password_file=str(bad))
-        time.sleep(1.5)
+        assert wait_until(lambda: "refused the connection" in caplog.text)
         wrong.write(event(2))
         assert not wrong.connected and len(wrong.spool) == 1  # kept, not lost
         wrong.close()
@@ -182,8 +182,6 @@ def test_username_and_password(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         assert "check sinks.mqtt.username and the password" in caplog.text
         assert "wrong" not in caplog.text and "s3cret" not in caplog.text  # never logged
     finally:
-        if sub_ok:
-            sub_ok.close()
         broker.stop()
 
 
@@ -258,7 +256,7 @@ def test_tls(tmp_path: Path) -> None:
 
 
 def test_service_publishes_the_sample_run(broker: Broker, tmp_path: Path,
-                                          converted: Path) -> None:
+                                          device_models: Path) -> None:
     import subprocess
     import sys
 
@@ -270,7 +268,7 @@ state_dir: {tmp_path / "state"}
 source:
   uri: {root / "models/sample/astronaut.mp4"}
 model:
-  path: {converted / "emotion_int8.tflite"}
+  path: {device_models / "emotion_int8.tflite"}
 sinks:
   log:
     enabled: false

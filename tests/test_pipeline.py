@@ -16,23 +16,27 @@ from edge.preprocessing import EMOTIONS
 from edge.queues import FrameQueue
 from edge.sources import Frame, SourceError
 from edge.tracking import Tracker
+from tests.fixtures import wait_until
 
 
 class FakeSource:
     """``count`` small frames (forever when None), optionally paced and failing."""
 
     def __init__(self, count: int | None, live: bool, period: float = 0.0,
-                 fail_at: set[int] | None = None, fail_opens: int = 0) -> None:
+                 fail_at: set[int] | None = None, fail_opens: int = 0,
+                 reopen_gate: threading.Event | None = None) -> None:
         self.count, self.live, self.period = count, live, period
         self.fail_at = fail_at or set()
         self.fail_opens = fail_opens
+        self.reopen_gate = reopen_gate  # failed opens go on until it is set
         self.n = 0
         self.opens = 0
         self.gray = np.zeros((120, 160), np.uint8)
 
     def open(self) -> None:
         self.opens += 1
-        if self.opens <= self.fail_opens:
+        if self.opens <= self.fail_opens or (self.reopen_gate is not None
+                                             and not self.reopen_gate.is_set()):
             raise SourceError("cannot open video source 0")
 
     def read(self) -> Frame | None:
@@ -67,15 +71,17 @@ class FakeDetector:
 class FakeClassifier:
     labels = EMOTIONS
 
-    def __init__(self, delay: float = 0.0, jitter: float = 0.0, fail_on: int | None = None):
+    def __init__(self, delay: float = 0.0, jitter: float = 0.0, fail_on: int | None = None,
+                 seed: int = 0):
         self.delay, self.jitter, self.fail_on = delay, jitter, fail_on
         self.calls = 0
+        self.rng = random.Random(seed)
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         self.calls += 1
         if self.fail_on is not None and self.calls >= self.fail_on:
             raise RuntimeError("interpreter exploded")
-        time.sleep(self.delay + random.random() * self.jitter)
+        time.sleep(self.delay + self.rng.random() * self.jitter)
         out = np.full((len(faces), len(EMOTIONS)), 0.01, np.float32)
         out[:, EMOTIONS.index("happy")] = 0.94
         return out
@@ -153,7 +159,7 @@ def test_file_queue_waits_instead_of_dropping() -> None:
 
 
 def test_results_are_reordered_with_several_workers() -> None:
-    classifiers = [FakeClassifier(jitter=0.01) for _ in range(3)]
+    classifiers = [FakeClassifier(jitter=0.01, seed=i) for i in range(3)]
     p, sink, seen = make(FakeSource(60, live=False), classifiers)
     result = p.run()
     assert result.error is None
@@ -178,7 +184,7 @@ def test_clean_stop_under_load_flushes_events() -> None:
     p, sink, _ = make(FakeSource(None, live=True, period=0.002),
                       [FakeClassifier(delay=0.005), FakeClassifier(delay=0.005)])
     p.start()
-    time.sleep(0.5)
+    assert wait_until(lambda: p.stats.counter("frames") > 20)  # mid-stream, under load
     t0 = time.monotonic()
     p.stop()
     assert p.wait(2.0)
@@ -215,16 +221,19 @@ def test_live_source_failure_is_retried_and_recovers() -> None:
 
 
 def test_camera_that_fails_to_open_is_retried_and_reported() -> None:
-    src = FakeSource(20, live=True, fail_opens=3)
-    p, _sink, seen = make(src, [FakeClassifier()], reconnect=(0.1, 0.2), drop_oldest=False)
+    back = threading.Event()
+    src = FakeSource(20, live=True, reopen_gate=back)
+    p, _sink, seen = make(src, [FakeClassifier()], reconnect=(0.02, 0.05), drop_oldest=False)
     p.start()
-    time.sleep(0.15)
-    assert p.stats.snapshot()["gauges"]["source"] == "down"  # reported while it is away
-    assert p.wait(5.0)
+    # Reported while it is away, and retried until it comes back.
+    assert wait_until(lambda: p.stats.gauge("source") == "down" and src.opens >= 3)
+    back.set()
+    assert p.wait(10.0)
     result = p.join()
-    assert result.error is None and src.opens == 4 and len(seen) == 20
+    assert result.error is None and len(seen) == 20
     assert result.stats["gauges"]["source"] == "ok"
-    assert result.stats["counters"]["source_errors"] == 2  # the retries that failed
+    # Every open but the first and the last is a retry that failed.
+    assert result.stats["counters"]["source_errors"] == src.opens - 2
 
 
 def test_a_failing_sink_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:

@@ -51,3 +51,11 @@ def test_dense_mac_count() -> None:
 def test_unknown_preset() -> None:
     with pytest.raises(ValueError, match="unknown preset 'vgg'"):
         presets.build("vgg")
+
+
+def test_the_cli_lists_every_preset() -> None:
+    from typing import get_args
+
+    from train.config import Arch
+
+    assert set(get_args(Arch)) == set(presets.PRESETS)

@@ -7,37 +7,47 @@ import logging
 import shlex
 import sys
 
-from train.inputs import Augment
+from train.config import (
+    Arch,
+    Augment,
+    ClassWeight,
+    Labels,
+    Monitor,
+    Optimizer,
+    Precision,
+    Schedule,
+    TrainConfig,
+    choices,
+)
+from train.data import add_data_options, check_data_options
 
-DEFAULT_DATA = "../shared/data/fer2013/fer2013.csv.gz"
 
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    """The run's settings from the command line, and whether to log verbosely.
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from train.presets import PRESETS
-
+    Exits 2 (argparse's usage error) on a bad flag or value, without importing TensorFlow.
+    """
     p = argparse.ArgumentParser(
         prog="python -m train",
         description="Train a facial-emotion CNN on FER-2013 and write a run folder "
-                    "(best.keras, history.csv, curves.png, confusion_matrix.png, metrics.json).",
-    )
-    p.add_argument("--data", default=DEFAULT_DATA,
-                   help="FER-2013 CSV (.csv or .csv.gz) or image folder <root>/<split>/<class>/ "
-                        f"(default: {DEFAULT_DATA})")
-    p.add_argument("--arch", default="edge-plus", choices=sorted(PRESETS),
+                    "(best.keras, history.csv, curves.png, confusion_matrix.png, metrics.json).")
+    add_data_options(p, "needed by --labels ferplus|mixed; also scores the test split "
+                        "against the FER+ majority")
+    p.add_argument("--arch", default="edge-plus", choices=choices(Arch),
                    help="model preset (default edge-plus, the shipped one)")
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs (default 60)")
     p.add_argument("--out", default="runs/edge-plus",
                    help="run folder (default runs/edge-plus)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--lr-schedule", choices=("plateau", "cosine"), default="plateau",
+    p.add_argument("--lr-schedule", choices=choices(Schedule), default="plateau",
                    help="halve on a validation-loss plateau, or cosine decay with warm-up")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+    p.add_argument("--optimizer", choices=choices(Optimizer), default="adam",
                    help="Adam, or SGD with Nesterov momentum 0.9 (default adam)")
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="decoupled weight decay (AdamW for adam; default 0: none)")
     p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--class-weight", choices=("none", "balanced", "sqrt"), default="none")
+    p.add_argument("--class-weight", choices=choices(ClassWeight), default="none")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of Training held out (stratified) to pick best.keras and stop "
                         "early (default 0.1); 0 trains on every Training face for exactly "
@@ -45,14 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-usage", default="PublicTest",
                    help="split evaluated once at the end ('' for none)")
     p.add_argument("--patience", type=int, default=12, help="early-stopping patience (epochs)")
-    p.add_argument("--monitor", choices=("val_loss", "val_accuracy"), default="val_loss",
+    p.add_argument("--monitor", choices=choices(Monitor), default="val_loss",
                    help="validation figure that picks best.keras and drives early stopping")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--stream-seed", type=int, default=None, metavar="N",
                    help="seed of the shuffles, augmentations and dropout (default: --seed, or "
                         "for --init-from one mixed with the parent's sha256, so a warm restart "
                         "does not replay its parent's stream)")
-    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+    p.add_argument("--precision", choices=choices(Precision), default="float32",
                    help="mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--erase", type=float, default=0.0, metavar="P",
@@ -73,14 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="share of each training target taken from --teacher (default 0.5)")
     p.add_argument("--distill-temperature", type=float, default=1.0,
                    help="soften the teacher's probabilities (p ** 1/T, default 1)")
-    p.add_argument("--labels", choices=("fer2013", "ferplus", "mixed"), default="fer2013",
+    p.add_argument("--labels", choices=choices(Labels), default="fer2013",
                    help="training targets: FER-2013's own labels (default), the FER+ vote "
                         "distributions (faces whose majority is not one of the seven emotions "
                         "left out), or the label blended with the votes (--ferplus-weight)")
-    p.add_argument("--ferplus", default="", metavar="VOTES",
-                   help="FER+ votes for the same CSV (fer2013new.csv[.gz]); needed by "
-                        "--labels ferplus|mixed; also scores the test split against the "
-                        "FER+ majority")
     p.add_argument("--ferplus-weight", type=float, default=0.5,
                    help="--labels mixed: the votes' share of each target (default 0.5)")
     p.add_argument("--quantize-aware", action="store_true",
@@ -89,63 +95,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "saved folded, as a plain float model for convert.quantize")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "patience"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be > 0")
-    if args.weight_decay < 0:
-        p.error("--weight-decay must be >= 0")
-    if not 0.0 <= args.val_fraction < 0.5:
-        p.error("--val-fraction must be in [0, 0.5)")
-    if args.val_fraction == 0 and args.lr_schedule != "cosine":
-        p.error("--val-fraction 0 leaves no validation loss for the plateau schedule; "
-                "add --lr-schedule cosine")
-    if not 0.0 <= args.label_smoothing < 1.0:
-        p.error("--label-smoothing must be in [0, 1)")
-    if not 0.0 < args.distill_weight <= 1.0:
-        p.error("--distill-weight must be in (0, 1]")
-    if args.distill_temperature <= 0:
-        p.error("--distill-temperature must be > 0")
-    if args.labels != "fer2013" and not args.ferplus:
-        p.error(f"--labels {args.labels} trains on FER+ votes: add --ferplus VOTES")
-    if not 0.0 <= args.ferplus_weight <= 1.0:
-        p.error("--ferplus-weight must be in [0, 1]")
-    if args.quantize_aware and not (args.init_from or args.resume):
-        p.error("--quantize-aware fine-tunes a trained model: add --init-from MODEL")
-    if args.quantize_aware and args.precision != "float32":
-        p.error("--quantize-aware simulates int8 on float32; drop --precision")
     if args.no_augment and args.erase:
         p.error("--erase is an augmentation; drop it or --no-augment")
-    try:  # Augment validates its own fields; the CLI only names the flag
-        args.augment = Augment.none() if args.no_augment else Augment(erase=args.erase)
-    except ValueError as exc:
-        p.error(f"--{exc}")
-    return args
+    try:
+        augment = Augment.none() if args.no_augment else Augment(erase=args.erase)
+        cfg = TrainConfig(
+            data=args.data or "", out=args.out, arch=args.arch, epochs=args.epochs,
+            batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
+            optimizer=args.optimizer, weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing, class_weight=args.class_weight,
+            val_fraction=args.val_fraction, test_usage=args.test_usage,
+            patience=args.patience, monitor=args.monitor, seed=args.seed,
+            stream_seed=args.stream_seed, precision=args.precision, augment=augment,
+            resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
+            distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
+            quantize_aware=args.quantize_aware, labels=args.labels, ferplus=args.ferplus,
+            ferplus_weight=args.ferplus_weight,
+            command=shlex.join(["python", "-m", "train",
+                                *(sys.argv[1:] if argv is None else argv)]))
+    except ValueError as exc:  # Augment names its field; TrainConfigError names the flag
+        message = str(exc)
+        p.error(message if message.startswith("--") else f"--{message}")
+    check_data_options(p, args)
+    return cfg, args.verbose
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    cfg, verbose = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from train.data import DataError
     from train.distill import TeacherError
-    from train.fit import InitFromError, ResumeError, TrainConfig, run
+    from train.fit import InitFromError, ResumeError, run
 
-    cfg = TrainConfig(
-        data=args.data, out=args.out, arch=args.arch, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        class_weight=args.class_weight, val_fraction=args.val_fraction,
-        test_usage=args.test_usage, patience=args.patience, monitor=args.monitor, seed=args.seed,
-        stream_seed=args.stream_seed,
-        precision=args.precision,
-        augment=args.augment,
-        resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
-        distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-        quantize_aware=args.quantize_aware,
-        labels=args.labels, ferplus=args.ferplus, ferplus_weight=args.ferplus_weight,
-        command=shlex.join(["python", "-m", "train", *(sys.argv[1:] if argv is None else argv)]),
-    )
     try:
         run(cfg)
     except (DataError, InitFromError, ResumeError, TeacherError) as exc:

@@ -7,11 +7,13 @@ naming the file and the row or path.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import hashlib
 import io
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,29 @@ _CLASS_ALIASES: dict[str, int] = {
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm"}
 _PIXELS = FACE_SIZE * FACE_SIZE
+
+
+#: Environment variables naming the data when ``--data`` / ``--ferplus`` are not given, so
+#: a workstation sets them once (README, Data) instead of repeating the paths.
+DATA_ENV = "FER2013_DATA"
+FERPLUS_ENV = "FERPLUS_VOTES"
+
+
+def add_data_options(parser: argparse.ArgumentParser, ferplus_help: str) -> None:
+    """``--data`` and ``--ferplus`` as every workstation CLI spells them (see the env vars)."""
+    parser.add_argument("--data", default=os.environ.get(DATA_ENV) or None,
+                        help="FER-2013 CSV (.csv or .csv.gz) or image folder "
+                             f"<root>/<split>/<class>/ (default: ${DATA_ENV})")
+    parser.add_argument("--ferplus", default=os.environ.get(FERPLUS_ENV, ""), metavar="VOTES",
+                        help=f"FER+ votes for the same CSV (fer2013new.csv[.gz]): {ferplus_help} "
+                             f"(default: ${FERPLUS_ENV}, if set)")
+
+
+def check_data_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 at once (before any TensorFlow import) when no data set was named."""
+    if not args.data:
+        parser.error(f"--data: no data set given; pass --data PATH (the FER-2013 CSV or an "
+                     f"image folder) or set {DATA_ENV} (README: Data)")
 
 
 class DataError(ValueError):

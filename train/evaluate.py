@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import DataError, FaceSet, load
+from train.data import DataError, FaceSet, add_data_options, check_data_options, load
 from train.ferplus import Votes, load_votes, majority_metrics
 from train.metrics import classification_metrics, format_table, plot_confusion
 
@@ -83,18 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, action="append",
                    help=".keras or .tflite (with its .json card); repeat to evaluate an "
                         "ensemble (probabilities averaged)")
-    p.add_argument("--data", default="../shared/data/fer2013/fer2013.csv.gz",
-                   help="FER-2013 CSV or image folder")
+    add_data_options(p, "also score agreement with the FER+ majority")
     p.add_argument("--usage", default="PublicTest", help="split to evaluate (default PublicTest)")
-    p.add_argument("--ferplus", metavar="VOTES",
-                   help="FER+ votes for the same CSV (fer2013new.csv[.gz]): also score "
-                        "agreement with the FER+ majority")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--confusion", metavar="PNG", help="also save the confusion matrix here")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for .tflite")
     p.add_argument("--flip-average", action="store_true",
                    help="(.keras) average each face with its mirror image")
     args = p.parse_args(argv)
+    check_data_options(p, args)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     models = [Path(m) for m in args.model]

@@ -3,39 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
 from edge.preprocessing import EMOTIONS, FACE_SIZE
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Random perturbations applied per face during training.
-
-    Geometric ones (rotation, shift, zoom) are combined into one affine warp per face, so
-    each face is resampled once. ``erase`` is the chance that a face then gets one random
-    rectangle (2-20 % of its area) replaced by noise, so the net cannot lean on a single
-    region (a hand over the mouth, a shadow over the eyes happen in the room too).
-    """
-
-    flip: bool = True
-    rotate_deg: float = 10.0
-    shift: float = 0.1
-    zoom: float = 0.1
-    brightness: float = 0.15
-    contrast: float = 0.2
-    erase: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.erase <= 1.0:
-            raise ValueError(f"erase: {self.erase} is not a probability; use 0..1")
-
-    @classmethod
-    def none(cls) -> Augment:
-        return cls(False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+from train.config import Augment
 
 
 def make_dataset(

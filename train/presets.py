@@ -113,6 +113,8 @@ def build_edge_plus() -> keras.Model:
     return _edge_body("edge-plus", top_filters=160, top_separable=False)
 
 
+#: Every preset by name; ``train.config.Arch`` lists the same names for the CLI, which must
+#: answer ``--help`` without importing Keras (a test keeps the two equal).
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (

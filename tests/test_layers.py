@@ -1,0 +1,83 @@
+"""Layers point one way: edge imports neither train nor convert; train never imports convert;
+no library module imports a CLI module.
+
+Each package is imported module by module in a fresh interpreter whose import system
+refuses the forbidden neighbours, so a lazy import inside a function is caught only when
+it runs; the source scan below catches those too.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: package -> the packages it must never import.
+FORBIDDEN = {"edge": ("train", "convert"), "train": ("convert",), "convert": ()}
+
+#: The command-line modules; a library module importing one of these would run a CLI's
+#: argument parsing and side effects on import.
+CLI_MODULES = {"edge.__main__", "edge.bench", "edge.predict", "train.__main__",
+               "train.evaluate", "convert.quantize"}
+
+
+def _import_all(package: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
+    code = textwrap.dedent(f"""
+        import importlib.abc, pkgutil, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {blocked!r}:
+                    raise ImportError(f"{{name}} is blocked for {package}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import {package}
+        for mod in pkgutil.walk_packages({package}.__path__, "{package}."):
+            if not mod.name.endswith("__main__"):
+                __import__(mod.name)
+    """)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("package", ["edge", "train"])
+def test_a_package_imports_with_its_forbidden_neighbours_blocked(package: str) -> None:
+    if package == "train":
+        pytest.importorskip("tensorflow")
+    result = _import_all(package, FORBIDDEN[package])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_module_imports_against_the_layers_even_lazily(package: str) -> None:
+    wrong = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        me = _module_name(path)
+        for name in _imports(path):
+            if name.split(".")[0] in FORBIDDEN[package]:
+                wrong.append(f"{me} imports {name}")
+            if name in CLI_MODULES and name != me and me not in CLI_MODULES:
+                wrong.append(f"library module {me} imports the CLI module {name}")
+    assert not wrong, "\n".join(wrong)

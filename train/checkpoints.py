@@ -1,0 +1,121 @@
+"""Callbacks that make a run resumable: checkpoints, state, and selection counters.
+
+``last.keras`` and ``state.json`` are written after every epoch; early stopping's and the
+plateau schedule's counters are saved there and put back on ``--resume``, so an
+interrupted run continues as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import keras
+
+from train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class Resumable:
+    """Restores a callback's counters (``best``, ``wait``, ``cooldown``) after a resume.
+
+    Keras resets them in ``on_train_begin``; this puts the saved ones back right after.
+    """
+
+    def __init__(self, restored: dict | None, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._restored = restored
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self._restored:
+            self.best, self.wait = self._restored["best"], self._restored["wait"]
+            if "cooldown" in self._restored:
+                self.cooldown_counter = self._restored["cooldown"]
+
+
+class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counters survive a resume."""
+
+
+class ResumablePlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters survive a resume."""
+
+
+class RunState(keras.callbacks.Callback):
+    """Writes ``last.keras`` and ``state.json`` after every epoch so a run can resume."""
+
+    def __init__(self, out: Path, early: ResumableEarlyStopping | None,
+                 plateau: ResumablePlateau | None, elapsed: float, since: int,
+                 teacher_sha256: list[str], stream_seed: int, labels: str) -> None:
+        super().__init__()
+        self.labels = labels
+        self.out, self.early, self.plateau, self.since = out, early, plateau, since
+        self.teacher_sha256, self.stream_seed = teacher_sha256, stream_seed
+        self.elapsed_before = elapsed
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.model.save(self.out / "last.keras")
+        state = {
+            "epoch": epoch + 1,
+            "elapsed_s": round(self.elapsed(), 1),
+            "early": ({"monitor": self.early.monitor, "best": float(self.early.best),
+                       "wait": int(self.early.wait), "since": self.since}
+                      if self.early is not None else None),
+            "teacher_sha256": self.teacher_sha256,
+            "stream_seed": self.stream_seed,
+            "labels": self.labels,
+        }
+        if self.plateau is not None:
+            state["plateau"] = {"best": float(self.plateau.best), "wait": int(self.plateau.wait),
+                                "cooldown": int(self.plateau.cooldown_counter)}
+        tmp = self.out / "state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.out / "state.json")
+
+
+def selection(cfg: TrainConfig, out: Path, state: dict | None, initial_epoch: int,
+              selects: bool) -> tuple[list[keras.callbacks.Callback],
+                                      ResumableEarlyStopping | None, ResumablePlateau | None,
+                                      int]:
+    """The callbacks that pick ``best.keras``, stop early and lower the learning rate.
+
+    Returns:
+        The callbacks that pick and stop (checkpoint, early stopping; none without a
+        held-out split), the early-stopping and plateau callbacks (the plateau one is
+        ``None`` under a cosine schedule; it goes after the CSV logger, which records the
+        epoch's rate before it lowers it) and ``since``, the first epoch (0-based) that
+        competes for ``best.keras``.
+    """
+    restored_early = state and state.get("early")
+    # Runs from before the monitor was recorded selected on validation loss.
+    saved_monitor = restored_early.get("monitor", "val_loss") if restored_early else cfg.monitor
+    if saved_monitor != cfg.monitor:
+        log.warning("monitor changed from %s to %s: best.keras and early stopping start over "
+                    "from this epoch", saved_monitor, cfg.monitor)
+        restored_early = None
+    since = restored_early.get("since", 0) if restored_early else initial_epoch
+    chosen: list[keras.callbacks.Callback] = []
+    early = None
+    if selects:
+        early = ResumableEarlyStopping(restored_early, monitor=cfg.monitor,
+                                       patience=cfg.patience, restore_best_weights=False,
+                                       verbose=1)
+        checkpoint = keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
+                                                     save_best_only=True)
+        if restored_early:
+            # ModelCheckpoint must not overwrite a better best.keras from before the resume.
+            checkpoint.best = restored_early["best"]
+        chosen = [checkpoint, early]
+    plateau = (ResumablePlateau(state and state.get("plateau"), monitor="val_loss", factor=0.5,
+                                patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
+               if cfg.lr_schedule == "plateau" else None)
+    return chosen, early, plateau, since
