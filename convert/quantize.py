@@ -192,8 +192,7 @@ def _convert_mode(args: argparse.Namespace, inputs: _Inputs, mode: str, out: Pat
     """Convert to ``mode``, check it on the device classifier, write the model and its card."""
     from convert.parity import compare
     from convert.tflite import convert
-    from train.ferplus import majority_metrics
-    from train.metrics import classification_metrics
+    from train.scores import card_scores
 
     log.info("converting %s to %s", args.model, mode)
     tflite_path = out / model_filename(args.name, mode)
@@ -226,12 +225,8 @@ def _convert_mode(args: argparse.Namespace, inputs: _Inputs, mode: str, out: Pat
                   split=args.usage, data=str(args.data), min_agreement=args.min_agreement,
                   passed=parity["top1_agreement"] >= args.min_agreement)
     card["parity"] = parity
-    card["evaluation"] = {"split": args.usage,
-                          **classification_metrics(val.labels, probs.argmax(axis=1))}
-    if inputs.votes is not None:
-        card["evaluation_ferplus"] = {"split": args.usage,
-                                      "votes_sha256": sha256_file(args.ferplus),
-                                      **majority_metrics(inputs.votes, probs.argmax(axis=1))}
+    card.update(card_scores(args.usage, val.labels, probs.argmax(axis=1), inputs.votes,
+                            args.ferplus))
     if args.mode == "all":
         timed = classify_latency(classifier, args.latency_runs, face=val.images[0])
         runtime = classifier.runtime

@@ -83,3 +83,27 @@ def test_the_card_records_the_ferplus_score(trained_run: Path, fer_csv: Path,
                    "--ferplus", str(ferplus_votes), "--json"])
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["ferplus"]["accuracy"] == card["evaluation_ferplus"]["accuracy"]
+
+
+def test_evaluate_writes_both_scores_into_an_existing_card(
+        device_models: Path, fer_csv: Path, ferplus_votes: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    for suffix in (".tflite", ".json"):
+        shutil.copy(device_models / f"emotion_int8{suffix}", tmp_path)
+    model = tmp_path / "emotion_int8.tflite"
+    before = model.read_bytes()
+    capsys.readouterr()
+    code = evaluate_main(["--model", str(model), "--data", str(fer_csv), "--ferplus",
+                          str(ferplus_votes), "--write-card", "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    card = json.loads((tmp_path / "emotion_int8.json").read_text())
+    assert card["evaluation"]["accuracy"] == printed["accuracy"]
+    assert card["evaluation"]["split"] == "PublicTest" and card["evaluation"]["count"] == 42
+    assert card["evaluation_ferplus"]["accuracy"] == printed["ferplus"]["accuracy"]
+    assert len(card["evaluation_ferplus"]["votes_sha256"]) == 64
+    assert model.read_bytes() == before  # the model itself is not touched
+    assert evaluate_main(["--model", str(model), "--model", str(model), "--data",
+                          str(fer_csv), "--write-card"]) == 2

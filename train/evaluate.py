@@ -21,6 +21,7 @@ import numpy as np
 from train.data import DataError, FaceSet, add_data_options, check_data_options, load
 from train.ferplus import Votes, load_votes, majority_metrics
 from train.metrics import classification_metrics, format_table, plot_confusion
+from train.scores import card_scores
 
 log = logging.getLogger("train.evaluate")
 
@@ -62,8 +63,9 @@ def evaluate(model_path: str | Path | Sequence[str | Path], faces: FaceSet, thre
 
     Returns:
         :func:`classification_metrics` of the (averaged) top class against the FER-2013
-        labels, plus ``model`` (the paths, joined with `` + ``), ``data`` and, with
-        ``votes``, ``ferplus`` (:func:`train.ferplus.majority_metrics`).
+        labels, plus ``model`` (the paths, joined with `` + ``), ``data``,
+        ``predictions`` (the top class per face) and, with ``votes``, ``ferplus``
+        (:func:`train.ferplus.majority_metrics`).
     """
     paths = [model_path] if isinstance(model_path, str | Path) else list(model_path)
     probs = np.mean([predict_probs(p, faces.images, threads, flip_average) for p in paths],
@@ -71,6 +73,7 @@ def evaluate(model_path: str | Path | Sequence[str | Path], faces: FaceSet, thre
     result = classification_metrics(faces.labels, probs.argmax(axis=1))
     result["model"] = " + ".join(map(str, paths))
     result["data"] = faces.source
+    result["predictions"] = probs.argmax(axis=1).tolist()
     if votes is not None:
         result["ferplus"] = majority_metrics(votes, probs.argmax(axis=1))
     return result
@@ -86,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     add_data_options(p, "also score agreement with the FER+ majority")
     p.add_argument("--usage", default="PublicTest", help="split to evaluate (default PublicTest)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--write-card", action="store_true",
+                   help="(one .tflite) record these scores in its model card, replacing the "
+                        "card's evaluation (and evaluation_ferplus with --ferplus)")
     p.add_argument("--confusion", metavar="PNG", help="also save the confusion matrix here")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for .tflite")
     p.add_argument("--flip-average", action="store_true",
@@ -111,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     from edge.model import ModelError
 
     try:
+        if args.write_card and (len(models) != 1 or models[0].suffix != ".tflite"):
+            log.error("--write-card records the scores of one .tflite model in its card")
+            return 2
         if args.flip_average and any(m.suffix == ".tflite" for m in models):
             log.error("--flip-average is for .keras models; a .tflite converted with "
                       "--flip-average already averages in its graph")
@@ -119,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         log.error("%s", exc)
         return 2
+    predictions = np.asarray(result.pop("predictions"))
+    if args.write_card:
+        _write_card(models[0], args.usage, faces, predictions, votes, args.ferplus)
     names = " + ".join(m.name for m in models)
     if args.confusion:
         plot_confusion(result["confusion"], Path(args.confusion),
@@ -138,6 +150,18 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{n} {k}" for k, n in left.items()) + ")")
         print(format_table(result["ferplus"]))
     return 0
+
+
+def _write_card(model: Path, usage: str, faces: FaceSet, predictions: np.ndarray,
+                votes: Votes | None, votes_path: str) -> None:
+    """Put the scores just measured into ``model``'s card (the model file is untouched)."""
+    from edge.model import card_path_for
+
+    card_path = card_path_for(model)
+    card = json.loads(card_path.read_text())
+    card.update(card_scores(usage, faces.labels, predictions, votes, votes_path or None))
+    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    log.info("wrote the %s scores into %s", usage, card_path)
 
 
 def _ferplus_png(path: Path) -> Path:
