@@ -8,6 +8,7 @@ key path, the value and what is allowed, e.g. ``source.fps: must be > 0, got -3`
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 from dataclasses import dataclass, field
@@ -16,9 +17,17 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message names the key and the fix."""
+from edge.checks import (
+    DAY_S,
+    HOUR_S,
+    MAX_INT,
+    ConfigError,
+    at_most,
+    checked_string,
+    non_negative,
+    positive,
+    show,
+)
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,8 @@ class Backoff:
     max_s: float = 30.0
 
     def _validate(self, at: str) -> None:
-        _positive(self.initial_s, f"{at}.initial_s")
+        positive(self.initial_s, f"{at}.initial_s", HOUR_S)
+        at_most(self.max_s, f"{at}.max_s", HOUR_S)
         if self.max_s < self.initial_s:
             raise ConfigError(f"{at}.max_s: must be >= initial_s ({self.initial_s}), "
                               f"got {self.max_s}")
@@ -51,11 +61,11 @@ class SourceConfig:
     reconnect: Backoff = field(default_factory=Backoff)
 
     def _validate(self, at: str) -> None:
-        _positive(self.width, f"{at}.width")
-        _positive(self.height, f"{at}.height")
-        _positive(self.fps, f"{at}.fps")
-        _positive(self.queue_size, f"{at}.queue_size")
-        _positive(self.stall_timeout_s, f"{at}.stall_timeout_s")
+        positive(self.width, f"{at}.width", 8192)
+        positive(self.height, f"{at}.height", 8192)
+        positive(self.fps, f"{at}.fps", 1000)
+        positive(self.queue_size, f"{at}.queue_size", 1000)
+        positive(self.stall_timeout_s, f"{at}.stall_timeout_s", HOUR_S)
 
 
 @dataclass(frozen=True)
@@ -73,16 +83,17 @@ class DetectorConfig:
     region_margin: float = 0.5
 
     def _validate(self, at: str) -> None:
-        if self.detect_width < 80:
-            raise ConfigError(f"{at}.detect_width: must be >= 80 pixels, got {self.detect_width}")
+        if not 80 <= self.detect_width <= 4096:
+            raise ConfigError(f"{at}.detect_width: must be in 80..4096 pixels, "
+                              f"got {self.detect_width}")
         if not 1.01 <= self.scale_factor <= 2.0:
             raise ConfigError(f"{at}.scale_factor: must be in [1.01, 2.0], "
                               f"got {self.scale_factor}")
-        _positive(self.min_neighbors, f"{at}.min_neighbors")
-        _positive(self.min_size, f"{at}.min_size")
+        positive(self.min_neighbors, f"{at}.min_neighbors", 100)
+        positive(self.min_size, f"{at}.min_size", 4096)
         if not 0.0 <= self.margin <= 1.0:
             raise ConfigError(f"{at}.margin: must be in [0, 1], got {self.margin}")
-        _positive(self.full_every, f"{at}.full_every")
+        positive(self.full_every, f"{at}.full_every", 1000)
         if not 0.0 <= self.region_margin <= 3.0:
             raise ConfigError(f"{at}.region_margin: must be in [0, 3], got {self.region_margin}")
 
@@ -97,7 +108,7 @@ class ModelConfig:
     runtime: Literal["auto", "litert", "tflite_runtime", "tensorflow"] = "auto"
 
     def _validate(self, at: str) -> None:
-        _positive(self.threads, f"{at}.threads")
+        positive(self.threads, f"{at}.threads", 64)
 
 
 @dataclass(frozen=True)
@@ -114,13 +125,13 @@ class TrackingConfig:
     def _validate(self, at: str) -> None:
         if not 0.0 < self.iou_threshold < 1.0:
             raise ConfigError(f"{at}.iou_threshold: must be in (0, 1), got {self.iou_threshold}")
-        _non_negative(self.max_missed, f"{at}.max_missed")
-        _positive(self.min_hits, f"{at}.min_hits")
+        non_negative(self.max_missed, f"{at}.max_missed", 10_000)
+        positive(self.min_hits, f"{at}.min_hits", 10_000)
         if not 0.0 < self.smoothing <= 1.0:
             raise ConfigError(f"{at}.smoothing: must be in (0, 1] (1 = no smoothing), "
                               f"got {self.smoothing}")
-        _positive(self.change_frames, f"{at}.change_frames")
-        _non_negative(self.summary_every_s, f"{at}.summary_every_s")
+        positive(self.change_frames, f"{at}.change_frames", 10_000)
+        non_negative(self.summary_every_s, f"{at}.summary_every_s", DAY_S)
 
 
 @dataclass(frozen=True)
@@ -133,8 +144,8 @@ class LogSinkConfig:
     backups: int = 5
 
     def _validate(self, at: str) -> None:
-        _positive(self.max_bytes, f"{at}.max_bytes")
-        _non_negative(self.backups, f"{at}.backups")
+        positive(self.max_bytes, f"{at}.max_bytes")
+        non_negative(self.backups, f"{at}.backups", 100)
 
 
 @dataclass(frozen=True)
@@ -179,10 +190,12 @@ class MqttSinkConfig:
     def _validate(self, at: str) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError(f"{at}.port: must be in 1..65535, got {self.port}")
-        _positive(self.keepalive_s, f"{at}.keepalive_s")
-        _positive(self.max_inflight, f"{at}.max_inflight")
-        _positive(self.spool_max_events, f"{at}.spool_max_events")
-        _positive(self.state_every_s, f"{at}.state_every_s")
+        if not self.host.strip():
+            raise ConfigError(f"{at}.host: must name the broker (a host name or address)")
+        positive(self.keepalive_s, f"{at}.keepalive_s", 65_535)  # MQTT's own limit
+        positive(self.max_inflight, f"{at}.max_inflight", 65_535)
+        positive(self.spool_max_events, f"{at}.spool_max_events", 100_000_000)
+        positive(self.state_every_s, f"{at}.state_every_s", DAY_S)
         if not self.topic_prefix or "#" in self.topic_prefix or "+" in self.topic_prefix:
             raise ConfigError(f"{at}.topic_prefix: must be a non-empty topic without wildcards, "
                               f"got {self.topic_prefix!r}")
@@ -220,8 +233,8 @@ class PipelineConfig:
     def _validate(self, at: str) -> None:
         if not 1 <= self.workers <= 16:
             raise ConfigError(f"{at}.workers: must be in 1..16, got {self.workers}")
-        _non_negative(self.max_frames, f"{at}.max_frames")
-        _non_negative(self.stats_every_s, f"{at}.stats_every_s")
+        non_negative(self.max_frames, f"{at}.max_frames")
+        non_negative(self.stats_every_s, f"{at}.stats_every_s", DAY_S)
 
 
 @dataclass(frozen=True)
@@ -258,11 +271,16 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     if path is not None:
         p = Path(path)
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); save it as "
+                              "UTF-8") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: nested too deeply to be a config file") from None
         except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{p}: not readable YAML ({exc})") from None
+            raise ConfigError(f"{p}: not readable YAML ({show(str(exc), 200)})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of keys, "
                               f"got {type(loaded).__name__}")
@@ -271,7 +289,9 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # an empty section in the file is an empty mapping
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: '{part}' is not a section")
         node[parts[-1]] = value
@@ -283,10 +303,10 @@ def build(cls: type, data: Any, at: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{at or 'config'}: must be a mapping, got {data!r}")
+        raise ConfigError(f"{at or 'config'}: must be a mapping, got {show(data)}")
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(map(str, set(data) - names))
     if unknown:
         raise ConfigError(f"{_join(at, unknown[0])}: unknown key; allowed keys here: "
                           f"{', '.join(sorted(names))}")
@@ -307,7 +327,7 @@ def _coerce(hint: Any, value: Any, at: str) -> Any:
         allowed = get_args(hint)
         if value not in allowed:
             raise ConfigError(f"{at}: must be one of {', '.join(map(str, allowed))}, "
-                              f"got {value!r}")
+                              f"got {show(value)}")
         return value
     if origin in (Union, types.UnionType):
         options = get_args(hint)
@@ -323,23 +343,27 @@ def _coerce(hint: Any, value: Any, at: str) -> Any:
             except ConfigError:
                 continue
         names = " or ".join(_type_name(o) for o in options if o is not type(None))
-        raise ConfigError(f"{at}: must be {names}, got {value!r}")
+        raise ConfigError(f"{at}: must be {names}, got {show(value)}")
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{at}: must be true or false, got {value!r}")
+        raise ConfigError(f"{at}: must be true or false, got {show(value)}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_INT:
+                raise ConfigError(f"{at}: must be at most {MAX_INT:,}, got {show(value)}")
             return value
-        raise ConfigError(f"{at}: must be an integer, got {value!r}")
+        raise ConfigError(f"{at}: must be an integer, got {show(value)}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{at}: must be a finite number, got {value!r}")
             return float(value)
-        raise ConfigError(f"{at}: must be a number, got {value!r}")
+        raise ConfigError(f"{at}: must be a number, got {show(value)}")
     if hint is str:
         if isinstance(value, str):
-            return os.path.expandvars(value) if "$" in value else value
-        raise ConfigError(f"{at}: must be a string, got {value!r}")
+            return checked_string(os.path.expandvars(value) if "$" in value else value, at)
+        raise ConfigError(f"{at}: must be a string, got {show(value)}")
     raise ConfigError(f"{at}: unsupported type {hint}")  # a bug in this module, not the YAML
 
 
@@ -351,13 +375,4 @@ def _type_name(hint: Any) -> str:
 def _join(at: str, name: str) -> str:
     return f"{at}.{name}" if at else name
 
-
-def _positive(value: float, at: str) -> None:
-    if value <= 0:
-        raise ConfigError(f"{at}: must be > 0, got {value}")
-
-
-def _non_negative(value: float, at: str) -> None:
-    if value < 0:
-        raise ConfigError(f"{at}: must be >= 0, got {value}")
 

@@ -67,32 +67,45 @@ class ModelCard:
     raw: dict[str, Any]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "card") -> ModelCard:
-        """Validate a card dict; raises :class:`ModelError` naming the missing field."""
-        try:
-            labels = tuple(str(x) for x in data["labels"])
-            card_id = str(data["id"])
-        except (KeyError, TypeError) as exc:
-            raise ModelError(f"{where}: missing or invalid field {exc}; "
-                             "re-create the card with python -m convert.quantize") from None
+    def from_dict(cls, data: Any, where: str = "card") -> ModelCard:
+        """Validate a card dict; raises :class:`ModelError` naming the field and the fix."""
+        if not isinstance(data, dict):
+            raise ModelError(f"{where}: a model card is a JSON object, got "
+                             f"{type(data).__name__}")
+        fix = "re-create the card with python -m convert.quantize"
+        labels, card_id = data.get("labels"), data.get("id")
+        if not isinstance(card_id, str) or not card_id:
+            raise ModelError(f"{where}: missing or invalid field 'id'; {fix}")
+        if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
+            raise ModelError(f"{where}: 'labels' must be a list of class names; {fix}")
         if not labels:
             raise ModelError(f"{where}: 'labels' is empty")
-        size = data.get("preprocessing", {}).get("size", [FACE_SIZE, FACE_SIZE])
-        if list(size) != [FACE_SIZE, FACE_SIZE]:
-            raise ModelError(f"{where}: input size {size} is not {FACE_SIZE}x{FACE_SIZE}")
-        return cls(card_id, labels, str(data.get("mode", "unknown")), data.get("sha256"), data)
+        if len(set(labels)) != len(labels):
+            raise ModelError(f"{where}: 'labels' names a class twice; {fix}")
+        pre = data.get("preprocessing", {})
+        if not isinstance(pre, dict):
+            raise ModelError(f"{where}: 'preprocessing' must be an object; {fix}")
+        size = pre.get("size", [FACE_SIZE, FACE_SIZE])
+        if not isinstance(size, list) or size != [FACE_SIZE, FACE_SIZE]:
+            raise ModelError(f"{where}: input size {size!r} is not [{FACE_SIZE}, {FACE_SIZE}]")
+        sha = data.get("sha256")
+        return cls(card_id, tuple(labels), str(data.get("mode", "unknown")),
+                   sha if isinstance(sha, str) else None, data)
 
     @classmethod
     def load(cls, path: str | Path) -> ModelCard:
         """Read and validate a card file."""
         p = Path(path)
         try:
-            data = json.loads(p.read_text())
+            data = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ModelError(f"{p}: model card not found; every .tflite needs its card "
                              "(<model>.json) written by python -m convert.quantize") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{p}: unreadable model card ({exc})") from None
+        except UnicodeDecodeError:
+            raise ModelError(f"{p}: model card is not UTF-8 JSON; re-create it with "
+                             "python -m convert.quantize") from None
+        except (OSError, json.JSONDecodeError, RecursionError) as exc:
+            raise ModelError(f"{p}: unreadable model card ({str(exc)[:120]})") from None
         return cls.from_dict(data, str(p))
 
 
