@@ -3,11 +3,16 @@
 # system). Idempotent: run it again to upgrade the package; an existing config is kept.
 #
 #   sudo systemd/install.sh [--prefix /opt/emotion-edge] [--user emotion-edge]
-#                           [--destdir DIR] [--no-enable] [--offline]
+#                           [--mqtt-password-file FILE] [--destdir DIR] [--no-enable]
+#                           [--offline]
 #
+# --mqtt-password-file copies FILE to /etc/emotion-edge/mqtt.password (mode 0640, owner
+# root, group the service user) and points sinks.mqtt.password_file at it.
 # --destdir installs into a staging root (packaging, tests); --no-enable skips user
-# creation and systemctl; --offline installs the package without fetching dependencies
-# (they must already be visible, e.g. from the system site packages).
+# creation and systemctl; --offline installs the package without fetching anything: its
+# dependencies must already be visible (e.g. from the system site packages), and the
+# package is built by $PYTHON's own setuptools and wheel (on Raspberry Pi OS:
+# apt install python3-setuptools python3-wheel).
 set -euo pipefail
 
 prefix=/opt/emotion-edge
@@ -15,6 +20,7 @@ user=emotion-edge
 destdir=
 enable=1
 offline=0
+password_file=
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) prefix=$2; shift 2 ;;
@@ -22,10 +28,27 @@ while [ $# -gt 0 ]; do
         --destdir) destdir=$2; shift 2 ;;
         --no-enable) enable=0; shift ;;
         --offline) offline=1; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --mqtt-password-file) password_file=$2; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+
+# Both end up inside sed expressions, the unit file and paths: refuse anything that could
+# break out of them (a '|', '&', space or newline) instead of quoting it.
+if ! [[ "$prefix" =~ ^/[A-Za-z0-9._/+-]*$ ]] || [[ "$prefix" == *..* ]]; then
+    echo "install.sh: --prefix must be an absolute path of letters, digits and ._/+-," \
+         "got '$prefix'" >&2
+    exit 2
+fi
+if ! [[ "$user" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]]; then
+    echo "install.sh: --user must be a system user name (a-z, 0-9, _ and -), got '$user'" >&2
+    exit 2
+fi
+if [ -n "$password_file" ] && [ ! -r "$password_file" ]; then
+    echo "install.sh: --mqtt-password-file $password_file: not a readable file" >&2
+    exit 2
+fi
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${destdir%/}
@@ -45,9 +68,23 @@ if [ ! -x "$root$prefix/venv/bin/python" ]; then
 fi
 pip_args=(--quiet --disable-pip-version-check)
 if [ "$offline" = 1 ]; then
-    pip_args+=(--no-deps --no-build-isolation --no-index)
+    # Nothing may be fetched, so no isolated build environment: build the wheel with the
+    # calling Python's setuptools and wheel, then install it without its dependencies.
+    if ! "$python" -c "import setuptools, wheel" 2>/dev/null; then
+        echo "install.sh: --offline builds the package with $python's setuptools and wheel," \
+             "which it lacks; install them (apt install python3-setuptools python3-wheel," \
+             "or pip install setuptools wheel) or drop --offline" >&2
+        exit 2
+    fi
+    wheels=$(mktemp -d)
+    trap 'rm -rf "$wheels"' EXIT
+    "$python" -m pip wheel "${pip_args[@]}" --no-deps --no-build-isolation --no-index \
+        --wheel-dir "$wheels" "$repo"
+    "$root$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-deps --no-index \
+        --upgrade --force-reinstall "$wheels"/*.whl
+else
+    "$root$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --upgrade "$repo[edge]"
 fi
-"$root$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --upgrade "$repo[edge]"
 
 echo "==> model and sample in $root$prefix/models"
 mkdir -p "$root$prefix/models"
@@ -67,6 +104,12 @@ else
     chmod 0640 "$etc/config.yaml"
 fi
 cp "$repo/config.yaml" "$etc/config.yaml.dist"
+if [ -n "$password_file" ]; then
+    echo "==> MQTT password in $etc/mqtt.password (0640, group $user)"
+    install -m 0640 "$password_file" "$etc/mqtt.password"
+    sed -i -e "s|^    password_file:.*|    password_file: /etc/emotion-edge/mqtt.password|" \
+        "$etc/config.yaml"
+fi
 
 echo "==> unit in $root/etc/systemd/system/emotion-edge.service"
 mkdir -p "$root/etc/systemd/system"
@@ -82,6 +125,9 @@ if [ "$enable" = 1 ]; then
         getent group "$group" >/dev/null && usermod -a -G "$group" "$user"
     done
     chgrp "$user" "$etc/config.yaml"
+    if [ -f "$etc/mqtt.password" ]; then
+        chown root:"$user" "$etc/mqtt.password"
+    fi
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload
         systemctl enable emotion-edge.service

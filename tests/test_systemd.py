@@ -85,3 +85,35 @@ def test_installer_is_idempotent_and_keeps_the_config(tmp_path: Path) -> None:
     assert "kept the existing config" in second.stdout
     assert load(config).device == "hall"
 
+
+
+@pytest.mark.parametrize("args", [["--prefix", "/opt/a|b"], ["--prefix", "/opt/a&b"],
+                                  ["--prefix", "relative"], ["--prefix", "/opt/a b"],
+                                  ["--user", "Bad User"], ["--user", "x|y"],
+                                  ["--mqtt-password-file", "/no/such/file"]])
+def test_installer_refuses_names_that_would_corrupt_the_unit(args: list[str],
+                                                             tmp_path: Path) -> None:
+    cmd = ["bash", str(ROOT / "systemd/install.sh"), "--destdir", str(tmp_path / "root"),
+           "--no-enable", "--offline", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert args[0] in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "root").exists()  # refused before touching anything
+
+
+def test_installer_installs_the_mqtt_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    root = tmp_path / "root"
+    cmd = ["bash", str(ROOT / "systemd/install.sh"), "--destdir", str(root), "--no-enable",
+           "--offline", "--mqtt-password-file", str(secret)]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHON": sys.executable,
+           "HOME": str(tmp_path)}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    installed = root / "etc/emotion-edge/mqtt.password"
+    assert installed.read_text() == "s3cret\n"
+    assert installed.stat().st_mode & 0o777 == 0o640
+    cfg = load(root / "etc/emotion-edge/config.yaml")
+    assert cfg.sinks.mqtt.password_file == "/etc/emotion-edge/mqtt.password"
+    assert "s3cret" not in result.stdout + result.stderr
