@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -93,8 +93,10 @@ class VideoAnnotator:
     closes it after the pipeline has stopped (:class:`edge.assemble.Device` does).
     """
 
-    def __init__(self, path: str, fps: float, stats: Stats) -> None:
+    def __init__(self, path: str, fps: float | Callable[[], float], stats: Stats) -> None:
         self.path = path
+        #: Frames per second written into the file; a callable is asked at the first frame
+        #: (the source's own rate, known once it is open), so the video plays at real speed.
         self.fps = fps
         self.stats = stats
         self._writer: cv2.VideoWriter | None = None
@@ -105,8 +107,9 @@ class VideoAnnotator:
         if self._writer is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             h, w = image.shape[:2]
+            fps = self.fps() if callable(self.fps) else self.fps
             self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"),
-                                           self.fps, (w, h))
+                                           fps, (w, h))
             if not self._writer.isOpened():
                 raise OSError(f"{self.path}: cannot write video")
         live = [t for t in tracker.tracks if t.confirmed and t.missed == 0]

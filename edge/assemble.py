@@ -88,6 +88,30 @@ def pipeline_settings(cfg: Config, rate: float | None = None) -> PipelineSetting
         full_every=cfg.detector.full_every, region_margin=cfg.detector.region_margin)
 
 
+#: Containers the annotated video can be written as (OpenCV's mp4v codec).
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
+
+
+def check_video_path(path: str) -> None:
+    """Refuse, at start-up, an annotated-video path that could not be written.
+
+    Raises:
+        ConfigError: no video suffix, or a folder that cannot be created or written.
+    """
+    p = Path(path)
+    if p.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ConfigError(f"pipeline.annotate_video: {path}: name a video file ending in "
+                          f"{', '.join(VIDEO_SUFFIXES)}")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        probe = p.parent / f".{p.name}.write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"pipeline.annotate_video: {path}: cannot write there "
+                          f"({exc.strerror})") from None
+
+
 @dataclass
 class Device:
     """A built device: the pipeline and what its owner must close after it has run."""
@@ -133,8 +157,12 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
     pairs = [(build_detector(cfg), c) for c in classifiers]
     tracker = build_tracker(cfg, classifiers[0])
     stats = stats or Stats()
-    annotator = (VideoAnnotator(cfg.pipeline.annotate_video, cfg.source.fps, stats)
-                 if cfg.pipeline.annotate_video else None)
+    annotator = None
+    if cfg.pipeline.annotate_video:
+        check_video_path(cfg.pipeline.annotate_video)
+        # A file's own rate (a 15 fps clip written at 30 would play at double speed).
+        annotator = VideoAnnotator(cfg.pipeline.annotate_video,
+                                   lambda: getattr(source, "nominal_fps", cfg.source.fps), stats)
     pipeline = Pipeline(source, pairs, tracker, sinks if sinks is not None else build_sinks(cfg),
                         pipeline_settings(cfg, rate), on_frame=annotator, stats=stats)
     return Device(cfg, pipeline, annotator)

@@ -6,6 +6,7 @@ Nothing biometric beyond what is listed here leaves the device: no pixels, no em
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, get_args
@@ -19,9 +20,11 @@ EVENT_SCHEMA: dict[str, Any] = {
     "title": "emotion-edge event",
     "type": "object",
     "additionalProperties": False,
-    "required": ["ts", "device", "face", "type", "emotion", "confidence", "probs", "box",
-                 "frame", "model"],
+    "required": ["id", "ts", "device", "face", "type", "emotion", "confidence", "probs",
+                 "box", "frame", "model"],
     "properties": {
+        "id": {"type": "string", "minLength": 1,
+               "description": "unique across restarts (<run>-<n>): de-duplicate on it"},
         "ts": {"type": "string", "format": "date-time",
                "description": "capture time of the frame, ISO 8601 UTC"},
         "device": {"type": "string", "minLength": 1},
@@ -57,11 +60,13 @@ class EmotionEvent:
     box: tuple[int, int, int, int]
     frame: int
     model: str
+    id: str = ""  # "<run>-<n>": unique across restarts; see new_run_id()
     captured_mono: float = 0.0  # monotonic capture time, for latency; not serialised
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (see :data:`EVENT_SCHEMA`)."""
         return {
+            "id": self.id,
             "ts": iso_utc(self.ts),
             "device": self.device,
             "face": self.face,
@@ -79,9 +84,18 @@ class EmotionEvent:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @property
-    def key(self) -> tuple[str, int, int, str]:
-        """Identity for de-duplication after a replay: (device, frame, face, type)."""
-        return (self.device, self.frame, self.face, self.type)
+    def key(self) -> str:
+        """Identity for de-duplication after a replay (``id``: unique across restarts).
+
+        Frame and face numbers start again at every start of the service while the MQTT
+        spool replays events of the run before, so they cannot identify an event.
+        """
+        return self.id
+
+
+def new_run_id() -> str:
+    """A random id for one run of the service (48 bits): the first part of every event id."""
+    return secrets.token_hex(6)
 
 
 def iso_utc(ts: float) -> str:

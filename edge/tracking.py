@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import TrackingConfig
-from edge.events import EmotionEvent, EventType
+from edge.events import EmotionEvent, EventType, new_run_id
 from edge.faces import Box, iou
 
 
@@ -50,11 +50,14 @@ class Tracker:
     """
 
     def __init__(self, cfg: TrackingConfig, labels: tuple[str, ...], device: str,
-                 model_id: str) -> None:
+                 model_id: str, run: str | None = None) -> None:
         self.cfg = cfg
         self.labels = labels
         self.device = device
         self.model_id = model_id
+        #: This run's id, the first part of every event id (new for each run by default).
+        self.run = run or new_run_id()
+        self._events = 0
         self.tracks: list[Track] = []
         self._next_id = 1
         self._last_summary: float | None = None
@@ -184,10 +187,11 @@ class Tracker:
                mono: float) -> EmotionEvent:
         idx = track.reported if track.reported >= 0 else track.emotion_index
         probs = {label: float(p) for label, p in zip(self.labels, track.probs, strict=True)}
+        self._events += 1
         return EmotionEvent(
             ts=ts, device=self.device, face=track.id, type=kind, emotion=self.labels[idx],
             confidence=float(track.probs[idx]), probs=probs, box=track.box, frame=frame,
-            model=self.model_id, captured_mono=mono)
+            model=self.model_id, id=f"{self.run}-{self._events}", captured_mono=mono)
 
 
 def _centre_distance(a: Box, b: Box) -> float:

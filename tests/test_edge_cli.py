@@ -63,13 +63,52 @@ def test_stdout_sink_and_max_frames(device_models: Path, tmp_path: Path) -> None
 
 
 def test_runtime_failure_exits_1(device_models: Path, tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
+    # A video path that passes the start-up check but cannot be opened as a file.
+    (tmp_path / "x.mp4").mkdir()
     r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(device_models / MODEL),
                  "--events", str(tmp_path / "e.jsonl"),
-                 "--annotate-video", str(blocker / "x.mp4"))
+                 "--annotate-video", str(tmp_path / "x.mp4"))
     assert r.returncode == 1
     assert "stopped by an error" in r.stderr
+
+
+@pytest.mark.parametrize(("name", "message"), [("annotated", "name a video file ending in"),
+                                               ("file/x.mp4", "cannot write there")])
+def test_an_unusable_annotated_video_path_exits_2_at_start(
+        device_models: Path, tmp_path: Path, name: str, message: str) -> None:
+    (tmp_path / "file").write_text("")
+    r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(device_models / MODEL),
+                 "--events", str(tmp_path / "e.jsonl"),
+                 "--annotate-video", str(tmp_path / name))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "e.jsonl").exists() or not read_events(tmp_path / "e.jsonl")
+
+
+def test_the_annotated_video_keeps_the_source_frame_rate(device_models: Path,
+                                                         tmp_path: Path) -> None:
+    import cv2
+
+    clip = tmp_path / "slow.mp4"
+    cap = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    writer = None
+    for _ in range(20):
+        ok, frame = cap.read()
+        assert ok
+        if writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (w, h))
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    out = tmp_path / "annotated.mp4"
+    r = run_edge("--source", str(clip), "--model", str(device_models / MODEL), "--events",
+                 str(tmp_path / "e.jsonl"), "--annotate-video", str(out))
+    assert r.returncode == 0, r.stderr
+    written = cv2.VideoCapture(str(out))
+    assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0)
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+    written.release()
 
 
 def test_sigterm_stops_within_2s_with_events_flushed(device_models: Path, tmp_path: Path) -> None:

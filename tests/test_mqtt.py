@@ -25,7 +25,7 @@ def event(i: int, face: int = 1) -> EmotionEvent:
     probs["happy"] = 0.7
     return EmotionEvent(ts=1_800_000_000 + i / 30, device="cam", face=face, type="changed",
                         emotion="happy", confidence=0.7, probs=probs, box=(1, 2, 30, 30),
-                        frame=i, model="m-1")
+                        frame=i, model="m-1", id=f"run1-{i}-{face}")
 
 
 def sink_config(port: int, **kw) -> MqttSinkConfig:
@@ -50,9 +50,8 @@ def wait_connected(sink, timeout: float = 10) -> None:
 def dedupe(events: list[dict]) -> list[int]:
     seen, frames = set(), []
     for e in events:
-        key = (e["device"], e["frame"], e["face"], e["type"])
-        if key not in seen:
-            seen.add(key)
+        if e["id"] not in seen:
+            seen.add(e["id"])
             frames.append(e["frame"])
     return frames
 

@@ -16,7 +16,7 @@ def event(i: int) -> EmotionEvent:
     """Events 10..99 all serialise to the same length."""
     return EmotionEvent(ts=1_800_000_000.0 + i, device="d", face=1, type="changed",
                         emotion="sad", confidence=0.6, probs=dict.fromkeys(EMOTIONS, 0.1),
-                        box=(0, 0, 10, 10), frame=i, model="m")
+                        box=(0, 0, 10, 10), frame=i, model="m", id=f"r-{i}")
 
 
 def frames_in(path: Path) -> list[int]:

@@ -109,3 +109,17 @@ def test_event_fields() -> None:
     assert d["device"] == "test" and d["model"] == "model-1" and d["frame"] == 7
     assert d["box"] == [10, 20, 30, 40] and d["confidence"] == 0.7
     assert d["ts"].endswith("Z") and d["ts"].startswith("1970-01-01T00:16:47")
+
+
+def test_event_ids_are_unique_across_restarts() -> None:
+    # Two runs of the service see the same scene: same frames, same face numbers, same
+    # event types; the spool may replay the first run's events after the second starts.
+    runs = [make(min_hits=1), make(min_hits=1)]
+    events = [e for t in runs for n in range(3)
+              for e in step(t, n, [(10, 20, 30, 40)], [onehot(HAPPY)])]
+    events += [e for t in runs for e in t.flush(3, 0.0, 3.0)]
+    keys = {(e.device, e.frame, e.face, e.type) for e in events}
+    assert len(keys) < len(events)  # the old key collides across the two runs
+    ids = [e.to_dict()["id"] for e in events]
+    assert len(set(ids)) == len(ids) and all(ids)
+    assert runs[0].run != runs[1].run and ids[0].startswith(runs[0].run + "-")

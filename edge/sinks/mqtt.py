@@ -10,7 +10,7 @@ No event is lost: every event is first appended to an on-disk spool and leaves i
 when the broker has acknowledged it. A delivery thread publishes from the head of the
 spool, at most ``max_inflight`` at a time; after a reconnect it starts again from the
 head, so an event whose acknowledgement was lost may arrive twice (consumers de-duplicate
-by ``(device, frame, face, type)``) but none is missing and the order is kept.
+by the event ``id``, unique across restarts) but none is missing and the order is kept.
 """
 
 from __future__ import annotations
