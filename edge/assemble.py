@@ -12,13 +12,16 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+
 from edge.annotate import VideoAnnotator
 from edge.config import Config, ConfigError, sink_names
 from edge.faces import DetectorError, FaceDetector
+from edge.images import ImageError, read_image
 from edge.model import EmotionClassifier, ModelCard, ModelError, card_path_for
 from edge.pipeline import Pipeline, PipelineSettings
 from edge.sinks import Sink
-from edge.sources import FrameSource, local_path, make_source
+from edge.sources import IMAGE_SUFFIXES, FrameSource, local_path, make_source
 from edge.stats import Stats
 from edge.tracking import Tracker
 
@@ -73,10 +76,35 @@ def build_source(cfg: Config) -> FrameSource:
     """
     src = cfg.source
     path = local_path(src.uri)
-    if src.kind != "picamera2" and path is not None and not path.exists():
-        raise ConfigError(f"source.uri: {src.uri}: no such file or folder")
+    if src.kind != "picamera2" and path is not None:
+        if not path.exists():
+            raise ConfigError(f"source.uri: {src.uri}: no such file or folder")
+        if path.is_file():
+            check_input_file(path)
     return make_source(src, cfg.detector.detect_width,
                        keep_color=cfg.pipeline.annotate_video is not None)
+
+
+def check_input_file(path: Path) -> None:
+    """Refuse, at start-up, a single image or video file that cannot be decoded.
+
+    Raises:
+        ConfigError: an unreadable, corrupt or oversized image, or a video with no frame.
+    """
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        try:
+            read_image(path)
+        except ImageError as exc:
+            raise ConfigError(f"source.uri: {exc}") from None
+        return
+    capture = cv2.VideoCapture(str(path))
+    try:
+        readable = capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
+    if not readable:
+        raise ConfigError(f"source.uri: {path}: not a readable video (corrupt, or a format "
+                          "this OpenCV cannot decode)")
 
 
 def pipeline_settings(cfg: Config, rate: float | None = None) -> PipelineSettings:

@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 
 from edge.annotate import draw_faces, probability_chart
-from edge.config import load
+from edge.config import Config, load
 from edge.faces import FaceDetector, extract_faces
+from edge.images import ImageError, read_image
 from edge.model import EmotionClassifier
 from edge.sources import list_images
 
@@ -76,13 +77,24 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         log.error("no images found in %s", " ".join(args.images))
         return 2
+    try:
+        return _predict_all(args, paths, cfg, detector, classifier)
+    except KeyboardInterrupt:
+        return 130  # the shell's convention for Ctrl-C, without a traceback
+
+
+def _predict_all(args: argparse.Namespace, paths: list[Path], cfg: Config,
+                 detector: FaceDetector, classifier: EmotionClassifier) -> int:
+    """Label every image: 0 when all went well, 1 when an output could not be written,
+    2 when no image could be read (unreadable ones are skipped, logged and counted)."""
     many = len(paths) > 1
-    failed = 0
+    failed = unreadable = 0
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            log.error("%s: unreadable image", path)
-            failed += 1
+        try:
+            image = read_image(path)
+        except ImageError as exc:
+            log.error("%s (skipped)", exc)
+            unreadable += 1
             continue
         faces = predict_image(image, detector, classifier, cfg.detector.margin)
         if args.json:
@@ -108,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 log.error("%s", exc)
                 failed += 1
+    if unreadable:
+        log.error("%d of %d image(s) could not be read", unreadable, len(paths))
+    if unreadable == len(paths):
+        return 2
     return 1 if failed else 0
 
 

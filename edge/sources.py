@@ -20,10 +20,12 @@ import cv2
 import numpy as np
 
 from edge.config import SourceConfig
+from edge.images import ImageError, read_image
 
 log = logging.getLogger(__name__)
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
+#: File endings read as still images.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
 _VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg"}
 
 
@@ -154,6 +156,9 @@ class ImageSource:
         self.keep_color = keep_color
         self._paths: list[Path] = []
         self._next = 0
+        self._seq = 0
+        #: Files skipped because they could not be decoded (each logged once).
+        self.skipped = 0
 
     def open(self) -> None:
         self._paths = list_images(self.spec)
@@ -162,19 +167,25 @@ class ImageSource:
             raise SourceError(f"no images found for {self.spec!r}")
 
     def read(self) -> Frame | None:
-        if self._next >= len(self._paths):
-            return None
-        path = self._paths[self._next]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceError(f"{path}: unreadable image")
-        frame = Frame(self._next, time.time(), time.monotonic(), _gray(image),
-                      image if self.keep_color else None, name=str(path))
-        self._next += 1
-        return frame
+        """The next readable image; unreadable or oversized files are skipped and counted."""
+        while self._next < len(self._paths):
+            path = self._paths[self._next]
+            self._next += 1
+            try:
+                image = read_image(path)
+            except ImageError as exc:
+                self.skipped += 1
+                log.warning("%s (skipped; %d so far)", exc, self.skipped)
+                continue
+            frame = Frame(self._seq, time.time(), time.monotonic(), _gray(image),
+                          image if self.keep_color else None, name=str(path))
+            self._seq += 1
+            return frame
+        return None
 
     def close(self) -> None:
         self._paths = []
+        self._next = self._seq = 0
 
 
 def list_images(spec: str | list[str]) -> list[Path]:
@@ -184,12 +195,12 @@ def list_images(spec: str | list[str]) -> list[Path]:
     for s in specs:
         p = Path(s)
         if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.suffix.lower() in _IMAGE_SUFFIXES)
+            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
         elif p.is_file():
             found.append(p)
         else:
             found += sorted(Path(q) for q in glob.glob(s) if Path(q).suffix.lower()
-                            in _IMAGE_SUFFIXES)
+                            in IMAGE_SUFFIXES)
     return list(dict.fromkeys(found))
 
 
@@ -320,4 +331,4 @@ def _looks_like_images(uri: str) -> bool:
         return True
     if p.suffix.lower() in _VIDEO_SUFFIXES or "://" in uri:
         return False
-    return p.suffix.lower() in _IMAGE_SUFFIXES or any(c in uri for c in "*?[")
+    return p.suffix.lower() in IMAGE_SUFFIXES or any(c in uri for c in "*?[")

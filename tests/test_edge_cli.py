@@ -159,15 +159,67 @@ def test_predict_on_a_photograph(device_models: Path, tmp_path: Path, as_json: b
     assert (tmp_path / "a.jpg").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
 
 
-def test_predict_unreadable_image_exits_1(device_models: Path, tmp_path: Path) -> None:
+def test_predict_skips_unreadable_images_and_exits_2_when_none_is_readable(
+        device_models: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
-    r = subprocess.run([sys.executable, "-m", "edge.predict", str(bad), str(SAMPLE_IMAGE),
-                        "--model", str(device_models / MODEL)], cwd=ROOT,
+    huge = tmp_path / "huge.png"  # a header claiming 30000x30000 pixels
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR"
+                     + (30000).to_bytes(4, "big") * 2 + b"\x08\x00\x00\x00\x00")
+    args = [sys.executable, "-m", "edge.predict", "--model", str(device_models / MODEL)]
+    r = subprocess.run([*args, str(bad), str(huge), str(SAMPLE_IMAGE)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1
+    assert r.returncode == 0, r.stderr
     assert "bad.jpg: unreadable image" in r.stderr
+    assert "huge.png: 30000x30000 pixels is above the limit" in r.stderr
+    assert "2 of 3 image(s) could not be read" in r.stderr
     assert "astronaut.jpg: 1 face(s)" in r.stdout  # the good image is still processed
+    r = subprocess.run([*args, str(bad), str(huge)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_predict_interrupted_exits_130_quietly(device_models: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from edge import predict
+
+    def interrupted(*_: object) -> list:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "predict_image", interrupted)
+    assert predict.main([str(SAMPLE_IMAGE), "--model", str(device_models / MODEL)]) == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["corrupt.mp4", "corrupt.jpg"])
+def test_a_corrupt_input_file_exits_2_at_start(device_models: Path, tmp_path: Path,
+                                               name: str) -> None:
+    corrupt = tmp_path / name
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    r = run_edge("--source", str(corrupt), "--model", str(device_models / MODEL),
+                 "--events", str(tmp_path / "e.jsonl"))
+    assert r.returncode == 2, r.stderr
+    assert f"source.uri: {corrupt}" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_image_folder_skips_bad_files_and_counts_them(device_models: Path,
+                                                         tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "c.jpg", "e.jpg"):
+        shutil.copy(SAMPLE_IMAGE, folder / name)
+    for name in ("b.jpg", "d.png"):
+        (folder / name).write_bytes(b"not an image")
+    events = tmp_path / "e.jsonl"
+    r = run_edge("--source", str(folder), "--model", str(device_models / MODEL),
+                 "--events", str(events), "--sink", "log")
+    assert r.returncode == 0, r.stderr
+    assert "b.jpg: unreadable image" in r.stderr and "(skipped; 2 so far)" in r.stderr
+    frames = {e["frame"] for e in read_events(events)}
+    assert max(frames) == 2  # three good images, numbered 0..2
 
 
 def test_notify_protocol(tmp_path: Path, device_models: Path) -> None:

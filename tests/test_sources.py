@@ -92,13 +92,18 @@ def test_images_file_folder_glob(tmp_path: Path) -> None:
         ImageSource(str(tmp_path / "*.gif")).open()
 
 
-def test_unreadable_image_raises_naming_it(tmp_path: Path) -> None:
+def test_unreadable_images_are_skipped_naming_them(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")
-    src = ImageSource(str(bad))
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.full((20, 30), 128, np.uint8))
+    src = ImageSource(str(tmp_path))
     src.open()
-    with pytest.raises(SourceError, match=r"bad\.png: unreadable image"):
-        src.read()
+    frame = src.read()
+    assert frame is not None and frame.name == str(good) and frame.seq == 0
+    assert src.read() is None and src.skipped == 1
+    assert "bad.png: unreadable image" in caplog.text
 
 
 def test_picamera2_adapter_on_fake_module(monkeypatch: pytest.MonkeyPatch) -> None:
