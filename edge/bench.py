@@ -32,7 +32,7 @@ from edge.assemble import (
     build_device,
     build_tracker,
 )
-from edge.config import Config, load
+from edge.config import Config, load, shipped
 from edge.faces import extract_faces
 from edge.model import (
     MODES,
@@ -300,7 +300,7 @@ def print_report(report: dict, cfg: Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    source = {"sample": SAMPLE, "camera": "0"}.get(args.source, args.source)
+    source = {"sample": str(shipped(SAMPLE)), "camera": "0"}.get(args.source, args.source)
     if source == "0":
         log.error("--source camera: benchmark a recorded clip instead; a camera's own rate "
                   "caps the figures (use python -m edge and its stats lines)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +286,7 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"{p}: the top level must be a mapping of keys, "
                               f"got {type(loaded).__name__}")
         data = loaded or {}
+        _resolve_paths(data, p.parent)
     for key, value in (overrides or {}).items():
         node = data
         parts = key.split(".")
@@ -295,7 +297,62 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: '{part}' is not a section")
         node[parts[-1]] = value
-    return build(Config, data, "")
+    cfg = build(Config, data, "")
+    return _with_shipped_defaults(cfg, data)
+
+
+#: Keys whose values are files or folders. Relative ones in a config file are relative to
+#: that file's folder, so ``--config /etc/x/config.yaml`` works from anywhere; on the
+#: command line they are relative to the current directory, as with every CLI.
+PATH_KEYS: tuple[str, ...] = (
+    "state_dir", "source.uri", "model.path", "model.card", "sinks.log.path",
+    "sinks.mqtt.password_file", "sinks.mqtt.tls.ca_file", "sinks.mqtt.tls.cert_file",
+    "sinks.mqtt.tls.key_file", "pipeline.annotate_video", "detector.cascade")
+
+#: Cascade names that are not paths (see ``edge.faces.cascade_path``).
+_CASCADE_NAMES = ("default", "alt2", "alt", "alt_tree", "lbp")
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    """Make the file's relative paths relative to ``folder`` (in place)."""
+    for key in PATH_KEYS:
+        *sections, name = key.split(".")
+        node: Any = data
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or not isinstance(node.get(name), str):
+            continue
+        value = os.path.expandvars(node[name])
+        if (not value or "://" in value or value.isdigit() or os.path.isabs(value)
+                or (key == "detector.cascade" and value in _CASCADE_NAMES)):
+            continue
+        node[name] = str(folder / value)
+
+
+def shipped(relative: str) -> Path:
+    """A file that ships with the package (the model, the sample clip), wherever we run.
+
+    Looked up in the current directory (a clone), next to the ``edge`` package (an
+    editable install), and in ``<prefix>/share/emotion-edge`` (a wheel install's data).
+    """
+    here = Path(__file__).resolve().parent.parent
+    for base in (Path.cwd(), here, Path(sys.prefix) / "share" / "emotion-edge"):
+        if (base / relative).exists():
+            return base / relative
+    return Path(relative)
+
+
+def _with_shipped_defaults(cfg: Config, data: dict[str, Any]) -> Config:
+    """``cfg`` with the default model and sample found wherever the package is installed."""
+    def given(section: str, key: str) -> bool:
+        return isinstance(data.get(section), dict) and key in data[section]
+
+    model, source = cfg.model, cfg.source
+    if not given("model", "path"):
+        model = dataclasses.replace(model, path=str(shipped(model.path)))
+    if not given("source", "uri") and isinstance(source.uri, str):
+        source = dataclasses.replace(source, uri=str(shipped(source.uri)))
+    return dataclasses.replace(cfg, model=model, source=source)
 
 
 def build(cls: type, data: Any, at: str) -> Any:

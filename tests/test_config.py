@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_shipped_config_is_valid_and_documents_every_key() -> None:
     cfg = load(ROOT / "config.yaml")
     assert isinstance(cfg, Config)
-    assert cfg.source.uri == "models/sample/astronaut.mp4"
+    assert cfg.source.uri == str(ROOT / "models/sample/astronaut.mp4")
     text = (ROOT / "config.yaml").read_text()
     # Every leaf key is documented: a comment sits above it or above its group.
     lines = text.splitlines()
@@ -104,3 +104,33 @@ def test_cli_missing_model_and_corrupt_model_exit_2(tmp_path: Path,
 def test_cli_missing_source_file_exits_2(caplog: pytest.LogCaptureFixture) -> None:
     assert edge_main(["--source", "no/such/clip.mp4"]) == 2
     assert "source.uri: no/such/clip.mp4: no such file" in caplog.text
+
+
+def test_paths_in_a_file_are_relative_to_its_folder(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    f = folder / "c.yaml"
+    f.write_text("state_dir: state\nsource:\n  uri: clips/a.mp4\nmodel:\n  path: m.tflite\n"
+                 "detector:\n  cascade: default\nsinks:\n  log:\n    path: /var/log/e.jsonl\n"
+                 "  mqtt:\n    tls:\n      ca_file: $HOME/ca.pem\n")
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.chdir(tmp_path)
+    cfg = load(Path("etc/c.yaml"), {"pipeline.annotate_video": "out.mp4"})
+    assert cfg.state_dir == str(Path("etc") / "state")
+    assert cfg.source.uri == str(Path("etc") / "clips/a.mp4")
+    assert cfg.model.path == str(Path("etc") / "m.tflite")
+    assert cfg.detector.cascade == "default"  # a name, not a path
+    assert cfg.sinks.log.path == "/var/log/e.jsonl"
+    assert cfg.sinks.mqtt.tls.ca_file == "/home/me/ca.pem"
+    assert cfg.pipeline.annotate_video == "out.mp4"  # the command line: current directory
+
+
+def test_the_shipped_model_is_found_from_any_directory(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = load(None)
+    assert Path(cfg.model.path).is_file()
+    assert Path(cfg.model.path) == ROOT / "models/emotion_int8.tflite"
+    from_elsewhere = load(ROOT / "config.yaml")
+    assert Path(from_elsewhere.source.uri).is_file()
