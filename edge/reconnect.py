@@ -33,6 +33,7 @@ class Reconnecting:
         self.backoff = backoff
         self.stats = stats
         self.stop = stop
+        self._last_failure = ""
 
     def open(self) -> bool:
         """Open the source, retrying a live one until it opens; False on stop.
@@ -42,9 +43,14 @@ class Reconnecting:
         """
         try:
             self.source.open()
-        except SourceError:
+        except SourceError as exc:
             if not self.source.live:
                 raise
+            # Said once: a service waits for a camera to be plugged in (or a stream to
+            # start) rather than failing, and the user should know why nothing happens.
+            log.warning("%s; retrying every %.0f-%.0f s until it opens (source: down; "
+                        "Ctrl-C or SIGTERM stops)", exc, *self.backoff)
+            self._last_failure = str(exc)
             return self._reopen(close_first=False)
         self.stats.set("source", "ok")
         return True
@@ -77,10 +83,14 @@ class Reconnecting:
             except SourceError as exc:
                 self.stats.add("source_errors")
                 delay = min(delay * 2, max_delay)
-                log.warning("%s; next attempt in %.1f s", exc, delay)
+                # A new reason is news; the same one again is not (one line per cause).
+                level = logging.DEBUG if str(exc) == self._last_failure else logging.WARNING
+                log.log(level, "%s; next attempt in %.1f s", exc, delay)
+                self._last_failure = str(exc)
                 continue
             self.stats.set("source", "ok")
             self.stats.add("source_reconnects")
+            self._last_failure = ""
             log.info("source is back")
             return True
         return False

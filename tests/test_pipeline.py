@@ -280,3 +280,19 @@ def test_service_stops_in_time_even_when_the_source_blocks() -> None:
     service.run(install_signals=False)
     assert time.monotonic() - t0 < 2.5
     assert sink.closed
+
+
+def test_a_camera_that_is_not_there_is_announced_once(caplog: pytest.LogCaptureFixture) -> None:
+    back = threading.Event()
+    src = FakeSource(3, live=True, reopen_gate=back)
+    p, _sink, seen = make(src, [FakeClassifier()], reconnect=(0.01, 0.02), drop_oldest=False)
+    with caplog.at_level("INFO"):
+        p.start()
+        assert wait_until(lambda: src.opens >= 6)
+        back.set()
+        assert p.wait(10.0)
+        p.join()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings  # the same cause is said once, not per retry
+    assert "cannot open video source 0; retrying every" in warnings[0]
+    assert "source is back" in caplog.text and len(seen) == 3

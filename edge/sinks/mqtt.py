@@ -100,6 +100,7 @@ class MqttSink:
                                    int(max(1, cfg.reconnect.max_s)))
         client.max_inflight_messages_set(cfg.max_inflight)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         self.client = client
@@ -109,7 +110,8 @@ class MqttSink:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._last_refusal = ""
+        self._last_refusal = ""  # the last cause said out loud: each cause once, not per retry
+        self._closing = False
         self._thread = threading.Thread(target=self._deliver, name="mqtt-delivery", daemon=True)
         self._thread.start()
         client.connect_async(cfg.host, cfg.port, cfg.keepalive_s)
@@ -147,6 +149,7 @@ class MqttSink:
         self._stop.set()
         self._wake.set()
         self._thread.join(2.0)
+        self._closing = True
         if self._connected.is_set():
             info = self.client.publish(self.topic_status, "offline", qos=1, retain=True)
             # If the connection drops now, the broker publishes the will: "offline" too.
@@ -169,12 +172,9 @@ class MqttSink:
                     properties: Any) -> None:
         if reason.is_failure:
             text = str(reason)
-            if text != self._last_refusal:
-                hint = (" (check sinks.mqtt.username and the password)"
-                        if "authori" in text.lower() or "password" in text.lower() else "")
-                log.error("MQTT broker %s:%d refused the connection: %s%s", self.cfg.host,
-                          self.cfg.port, text, hint)
-                self._last_refusal = text
+            hint = (" (check sinks.mqtt.username and the password)"
+                    if "authori" in text.lower() or "password" in text.lower() else "")
+            self._say(logging.ERROR, f"refused the connection: {text}{hint}")
             return
         self._last_refusal = ""
         log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
@@ -185,12 +185,32 @@ class MqttSink:
         self._connected.set()
         self._wake.set()
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this when the TCP or TLS connect itself failed; it keeps retrying.
+        self._say(logging.WARNING, "cannot be reached (connection refused, no route, name "
+                  "not resolved, or a TLS handshake that failed: check sinks.mqtt.host, "
+                  "port and tls); events stay spooled and it is retried with backoff")
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
-        if self._connected.is_set():
+        if self._closing:
+            log.info("MQTT disconnected (stopping)")
+        elif self._connected.is_set():
             log.warning("MQTT disconnected (%s); events are spooled until the broker is back",
                         reason)
+        else:
+            # The connection closed before the broker accepted it: not an MQTT broker on
+            # that port, a TLS/plain mismatch, or a broker that never answered CONNECT.
+            self._say(logging.WARNING, f"closed the connection before accepting it ({reason}): "
+                      "is it an MQTT broker on that port, and do sinks.mqtt.tls and the "
+                      "broker agree on TLS? events stay spooled; retrying with backoff")
         self._connected.clear()
+
+    def _say(self, level: int, what: str) -> None:
+        """Log a connection problem once per distinct cause (not on every retry)."""
+        if what != self._last_refusal:
+            log.log(level, "MQTT broker %s:%d %s", self.cfg.host, self.cfg.port, what)
+            self._last_refusal = what
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
