@@ -110,3 +110,43 @@ def test_a_clean_stop_is_not_a_warning(tmp_path: Path, caplog: pytest.LogCapture
         assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
     finally:
         broker.stop()
+
+
+def test_the_delivery_thread_is_restarted_after_a_failure(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.mqtt_broker import Broker, Subscriber, mosquitto_binary
+
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    from edge.sinks.mqtt import MqttSink
+    from edge.sinks.spool import Spool
+
+    broker = Broker(tmp_path).start()
+    sub = Subscriber(broker.port, "emotion-edge/+/event")
+    real_after = Spool.after
+    calls = {"n": 0}
+
+    def flaky_after(self: Spool, *args: object) -> list:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk I/O error")
+        return real_after(self, *args)
+
+    monkeypatch.setattr(Spool, "after", flaky_after)
+    try:
+        cfg = build(MqttSinkConfig, {"enabled": True, "host": "127.0.0.1",
+                                     "port": broker.port}, "sinks.mqtt")
+        sink = MqttSink(cfg, "cam", tmp_path / "state")
+        assert wait_until(lambda: sink.connected)
+        for i in range(20):
+            sink.write(_event(i))
+        assert sub.wait_for(lambda: {e["id"] for e in sub.events()} >= {f"r-{i}"
+                                                                           for i in range(20)},
+                            30)
+        assert sink.delivery_failures == 1
+        assert "MQTT delivery failed; restarting it" in caplog.text
+        sink.close()
+    finally:
+        sub.close()
+        broker.stop()

@@ -79,6 +79,7 @@ class MqttSink:
                 from None
         self.discarded = 0
         self.delivered = 0
+        self.delivery_failures = 0
         if len(self.spool):
             log.info("MQTT spool holds %d undelivered event(s) from before; replaying them",
                      len(self.spool))
@@ -220,6 +221,23 @@ class MqttSink:
     # -- delivery thread --------------------------------------------------------------------
 
     def _deliver(self) -> None:
+        """The delivery thread: restarted after any failure, so events never sit unsent
+        behind a thread that died (the failure is logged with its traceback once)."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._deliver_until_stopped()
+            except Exception:
+                failures += 1
+                self.delivery_failures = failures
+                if failures == 1:
+                    log.exception("MQTT delivery failed; restarting it (events stay spooled)")
+                else:
+                    log.error("MQTT delivery failed again (%d times); restarting it", failures)
+                self._reset.set()  # resend from the spool head: nothing in flight is trusted
+                self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+
+    def _deliver_until_stopped(self) -> None:
         inflight: dict[int, int] = {}  # mid -> spool id
         last_sent = 0
         while not self._stop.is_set():
