@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--annotate-video", metavar="OUT.mp4",
                    help="also write the stream with boxes and labels to this video")
     p.add_argument("--device", help="device name in events and topics")
+    p.add_argument("--web", action="store_true",
+                   help="serve the web page, API and /metrics (web.enabled; the web extra)")
     p.add_argument("--log-level", default="INFO",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p.parse_args(argv)
@@ -57,6 +59,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
         o["pipeline.annotate_video"] = args.annotate_video
     if args.device is not None:
         o["device"] = args.device
+    if args.web:
+        o["web.enabled"] = True
     return o
 
 

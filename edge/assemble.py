@@ -9,19 +9,22 @@ and pipeline everywhere. Anything the user must fix raises one of
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 
 from edge.annotate import VideoAnnotator
 from edge.config import Config, ConfigError, sink_names
-from edge.faces import DetectorError, FaceDetector
+from edge.faces import Box, DetectorError, FaceDetector
 from edge.images import ImageError, read_image
 from edge.model import EmotionClassifier, ModelCard, ModelError, card_path_for
+from edge.photos import predict_image
 from edge.pipeline import Pipeline, PipelineSettings
 from edge.sinks import Sink
-from edge.sources import IMAGE_SUFFIXES, FrameSource, local_path, make_source
+from edge.sources import IMAGE_SUFFIXES, Frame, FrameSource, local_path, make_source
 from edge.stats import Stats
 from edge.tracking import Tracker
 
@@ -81,8 +84,10 @@ def build_source(cfg: Config) -> FrameSource:
             raise ConfigError(f"source.uri: {src.uri}: no such file or folder")
         if path.is_file():
             check_input_file(path)
-    return make_source(src, cfg.detector.detect_width,
-                       keep_color=cfg.pipeline.annotate_video is not None)
+    # Colour is kept only for what shows pixels: the annotated video, the web preview.
+    keep_color = (cfg.pipeline.annotate_video is not None
+                  or (cfg.web.enabled and cfg.web.preview))
+    return make_source(src, cfg.detector.detect_width, keep_color=keep_color)
 
 
 def check_input_file(path: Path) -> None:
@@ -147,11 +152,14 @@ class Device:
     cfg: Config
     pipeline: Pipeline
     annotator: VideoAnnotator | None = None
+    web: Any | None = None  # edge.web.server.WebServer, when web.enabled
 
     def close(self) -> None:
-        """Release what the pipeline does not own (the annotated video)."""
+        """Release what the pipeline does not own (the annotated video, the web server)."""
         if self.annotator is not None:
             self.annotator.close()
+        if self.web is not None:
+            self.web.close()
 
     def __enter__(self) -> Device:
         return self
@@ -191,6 +199,47 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
         # A file's own rate (a 15 fps clip written at 30 would play at double speed).
         annotator = VideoAnnotator(cfg.pipeline.annotate_video,
                                    lambda: getattr(source, "nominal_fps", cfg.source.fps), stats)
-    pipeline = Pipeline(source, pairs, tracker, sinks if sinks is not None else build_sinks(cfg),
-                        pipeline_settings(cfg, rate), on_frame=annotator, stats=stats)
-    return Device(cfg, pipeline, annotator)
+    sinks = sinks if sinks is not None else build_sinks(cfg)
+    hooks: list[Callable[[Frame, list[Box], Tracker], None]] = [annotator] if annotator else []
+    web = None
+    if cfg.web.enabled:
+        live, web = build_web(cfg, stats, classifiers[0].card, sinks)
+        sinks = [*sinks, live]
+        hooks.append(live)
+    pipeline = Pipeline(source, pairs, tracker, sinks, pipeline_settings(cfg, rate),
+                        on_frame=_each(hooks), stats=stats)
+    return Device(cfg, pipeline, annotator, web)
+
+
+def build_web(cfg: Config, stats: Stats, card: ModelCard, sinks: list[Sink]) -> tuple[Any, Any]:
+    """The web page's live state (a sink and a frame hook) and its running server.
+
+    Raises:
+        ConfigError: the web extra is not installed, the token cannot be read, or the
+            address cannot be bound.
+    """
+    try:
+        from edge.web.live import LiveState
+        from edge.web.server import WebServer
+    except ImportError as exc:
+        raise ConfigError(f"web.enabled: the web page needs the web extra ({exc.name} is "
+                          "missing): pip install '.[web]'") from None
+    detector, (classifier,) = build_detector(cfg), build_classifiers(cfg, 1)
+    live = LiveState(card.labels, cfg.web.events_kept, cfg.web.preview)
+    mqtt = next((s for s in sinks if s.name == "mqtt"), None)
+    server = WebServer(cfg.web, cfg.device, stats, live, card,
+                       lambda image: predict_image(image, detector, classifier,
+                                                   cfg.detector.margin), mqtt)
+    return live, server
+
+
+def _each(hooks: list[Callable[[Frame, list[Box], Tracker], None]]
+          ) -> Callable[[Frame, list[Box], Tracker], None] | None:
+    """One ``on_frame`` hook calling each of ``hooks`` in turn (``None`` for none)."""
+    if len(hooks) <= 1:
+        return hooks[0] if hooks else None
+
+    def every(frame: Frame, boxes: list[Box], tracker: Tracker) -> None:
+        for hook in hooks:
+            hook(frame, boxes, tracker)
+    return every

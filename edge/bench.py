@@ -83,14 +83,15 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         def once(n: int, stats: Stats, pace: float | None) -> tuple[Pipeline, float, float]:
             run_cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(
                 cfg.pipeline, max_frames=n, annotate_video=None))
-            p = build_device(run_cfg, source=_source(path, cfg),
-                             sinks=[JsonLinesSink(Path(tmp) / "events.jsonl")],
-                             classifiers=classifiers, stats=stats, rate=pace).pipeline
-            usage = _Usage()
-            result = p.run()
-            if result.error is not None:
-                raise result.error
-            wall, cpu = usage.since()
+            with build_device(run_cfg, source=_source(path, cfg),
+                              sinks=[JsonLinesSink(Path(tmp) / "events.jsonl")],
+                              classifiers=classifiers, stats=stats, rate=pace) as device:
+                p = device.pipeline
+                usage = _Usage()
+                result = p.run()
+                if result.error is not None:
+                    raise result.error
+                wall, cpu = usage.since()
             return p, wall, cpu
 
         if warmup:
@@ -204,6 +205,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="sequential loop vs threaded 1..N workers vs every model mode")
     p.add_argument("--latency-runs", type=int, default=300,
                    help="single-face classify calls timed per model (default 300)")
+    p.add_argument("--web", action="store_true",
+                   help="with the web server on (a free loopback port, no client): what "
+                        "serving the page costs the pipeline")
     p.add_argument("--json", metavar="OUT", help="write every figure as JSON")
     args = p.parse_args(argv)
     if args.frames <= 0 or args.warmup < 0 or args.latency_runs <= 0:
@@ -274,6 +278,8 @@ def print_report(report: dict, cfg: Config) -> None:
     print(f"runtime   {report['runtime']}; model {report['model']['path']} ({mode}), "
           f"{cfg.model.threads} thread(s)/worker")
     d = cfg.detector
+    if cfg.web.enabled:
+        print("web       server on (no client connected)")
     print(f"detector  width {d.detect_width}, scale {d.scale_factor}, neighbours "
           f"{d.min_neighbors}, min size {d.min_size}, full every {d.full_every} frame(s)")
     print(f"source    {src['path']} {src['size'][0]}x{src['size'][1]}; {report['frames']} "
@@ -309,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("--source %s: no such video file", source)
         return 2
     try:
-        cfg = load(args.config, {"model.path": args.model} if args.model else None)
+        overrides: dict[str, object] = {"model.path": args.model} if args.model else {}
+        if args.web:
+            overrides.update({"web.enabled": True, "web.port": 0})
+        cfg = load(args.config, overrides)
         workers = args.workers or cfg.pipeline.workers
         classifiers = _classifiers(Path(cfg.model.path), cfg,
                                    max(workers, args.max_workers if args.compare else workers))

@@ -23,27 +23,30 @@ from edge.checks import (
     HOUR_S,
     MAX_INT,
     ConfigError,
-    at_most,
     checked_string,
     non_negative,
     positive,
     show,
 )
+from edge.config_outputs import (
+    Backoff,
+    LogSinkConfig,
+    MqttSinkConfig,
+    MqttTlsConfig,
+    SinksConfig,
+    StdoutSinkConfig,
+    WebConfig,
+    is_loopback,
+    sink_names,
+)
 
-
-@dataclass(frozen=True)
-class Backoff:
-    """Retry delays: start at ``initial_s``, double each failure, never above ``max_s``."""
-
-    initial_s: float = 1.0
-    max_s: float = 30.0
-
-    def _validate(self, at: str) -> None:
-        positive(self.initial_s, f"{at}.initial_s", HOUR_S)
-        at_most(self.max_s, f"{at}.max_s", HOUR_S)
-        if self.max_s < self.initial_s:
-            raise ConfigError(f"{at}.max_s: must be >= initial_s ({self.initial_s}), "
-                              f"got {self.max_s}")
+#: The whole config API lives here; the output sections are defined in edge.config_outputs.
+__all__ = [
+    "MAX_INT", "PATH_KEYS", "Backoff", "Config", "ConfigError", "DetectorConfig",
+    "LogSinkConfig", "ModelConfig", "MqttSinkConfig", "MqttTlsConfig", "PipelineConfig",
+    "SinksConfig", "SourceConfig", "StdoutSinkConfig", "TrackingConfig", "WebConfig",
+    "build", "is_loopback", "load", "shipped", "show", "sink_names",
+]
 
 
 @dataclass(frozen=True)
@@ -136,93 +139,6 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
-class LogSinkConfig:
-    """JSON-lines event log with size-based rotation."""
-
-    enabled: bool = True
-    path: str = "events.jsonl"
-    max_bytes: int = 10_000_000
-    backups: int = 5
-
-    def _validate(self, at: str) -> None:
-        positive(self.max_bytes, f"{at}.max_bytes")
-        non_negative(self.backups, f"{at}.backups", 100)
-
-
-@dataclass(frozen=True)
-class StdoutSinkConfig:
-    """Events as JSON lines on standard output."""
-
-    enabled: bool = False
-
-
-@dataclass(frozen=True)
-class MqttTlsConfig:
-    """TLS for the MQTT connection."""
-
-    enabled: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure: bool = False
-
-
-@dataclass(frozen=True)
-class MqttSinkConfig:
-    """Events, state and status over MQTT (QoS 1, spooled on disk while the broker is away)."""
-
-    enabled: bool = False
-    host: str = "localhost"
-    port: int = 1883
-    client_id: str | None = None
-    keepalive_s: int = 60
-    topic_prefix: str = "emotion-edge"
-    username: str | None = None
-    password_file: str | None = None
-    password_env: str | None = None
-    tls: MqttTlsConfig = field(default_factory=MqttTlsConfig)
-    max_inflight: int = 20
-    spool_max_events: int = 100_000
-    state_every_s: float = 5.0
-    reconnect: Backoff = field(default_factory=lambda: Backoff(1.0, 60.0))
-    homeassistant_discovery: bool = False
-    discovery_prefix: str = "homeassistant"
-
-    def _validate(self, at: str) -> None:
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"{at}.port: must be in 1..65535, got {self.port}")
-        if not self.host.strip():
-            raise ConfigError(f"{at}.host: must name the broker (a host name or address)")
-        positive(self.keepalive_s, f"{at}.keepalive_s", 65_535)  # MQTT's own limit
-        positive(self.max_inflight, f"{at}.max_inflight", 65_535)
-        positive(self.spool_max_events, f"{at}.spool_max_events", 100_000_000)
-        positive(self.state_every_s, f"{at}.state_every_s", DAY_S)
-        if not self.topic_prefix or "#" in self.topic_prefix or "+" in self.topic_prefix:
-            raise ConfigError(f"{at}.topic_prefix: must be a non-empty topic without wildcards, "
-                              f"got {self.topic_prefix!r}")
-        if self.password_file and self.password_env:
-            raise ConfigError(f"{at}: set password_file or password_env, not both")
-
-
-@dataclass(frozen=True)
-class SinksConfig:
-    """Where events go."""
-
-    log: LogSinkConfig = field(default_factory=LogSinkConfig)
-    stdout: StdoutSinkConfig = field(default_factory=StdoutSinkConfig)
-    mqtt: MqttSinkConfig = field(default_factory=MqttSinkConfig)
-
-    def enabled(self) -> list[str]:
-        """Names of the enabled sinks, in the order events are written to them."""
-        return [name for name in sink_names() if getattr(self, name).enabled]
-
-
-def sink_names() -> tuple[str, ...]:
-    """Every sink's name: its key under ``sinks``, its module in ``edge.sinks``, its flag."""
-    return tuple(f.name for f in dataclasses.fields(SinksConfig))
-
-
-@dataclass(frozen=True)
 class PipelineConfig:
     """Threads, limits and reporting."""
 
@@ -250,6 +166,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def _validate(self, at: str) -> None:
         if not self.device or any(c in self.device for c in "/#+ "):
@@ -307,7 +224,8 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
 PATH_KEYS: tuple[str, ...] = (
     "state_dir", "source.uri", "model.path", "model.card", "sinks.log.path",
     "sinks.mqtt.password_file", "sinks.mqtt.tls.ca_file", "sinks.mqtt.tls.cert_file",
-    "sinks.mqtt.tls.key_file", "pipeline.annotate_video", "detector.cascade")
+    "sinks.mqtt.tls.key_file", "pipeline.annotate_video", "detector.cascade",
+    "web.auth_token_file")
 
 #: Cascade names that are not paths (see ``edge.faces.cascade_path``).
 _CASCADE_NAMES = ("default", "alt2", "alt", "alt_tree", "lbp")

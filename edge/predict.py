@@ -14,33 +14,16 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from edge.annotate import draw_faces, probability_chart
 from edge.config import Config, load
-from edge.faces import FaceDetector, extract_faces
+from edge.faces import FaceDetector
 from edge.images import ImageError, read_image
 from edge.model import EmotionClassifier
+from edge.photos import predict_image
 from edge.sources import list_images
 
 log = logging.getLogger("edge.predict")
-
-
-def predict_image(image: np.ndarray, detector: FaceDetector,
-                  classifier: EmotionClassifier, margin: float) -> list[dict]:
-    """Faces in a BGR or gray image: ``[{"box", "emotion", "confidence", "probs"}]``."""
-    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    boxes = detector.detect(gray)
-    if not boxes:
-        return []
-    faces = []
-    for box, probs in zip(boxes, classifier.probabilities(extract_faces(gray, boxes, margin)),
-                          strict=True):
-        emotion = max(probs, key=probs.__getitem__)
-        faces.append({"box": list(box), "emotion": emotion,
-                      "confidence": round(probs[emotion], 4),
-                      "probs": {k: round(v, 4) for k, v in probs.items()}})
-    return faces
 
 
 def _out_path(out: str, image: Path, many: bool, suffix: str) -> Path:

@@ -6,6 +6,7 @@ holds the lock, and readers get copies.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -21,6 +22,12 @@ STAGES: dict[str, str] = {
 }
 
 
+#: Upper bounds (seconds) of the cumulative latency histograms each stage also keeps, for
+#: Prometheus: 0.1 ms to 2.5 s, about three per decade.
+BUCKETS_S: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
 class Stats:
     """Thread-safe ring buffers of stage durations plus counters.
 
@@ -34,12 +41,18 @@ class Stats:
         self._counters: dict[str, int] = {}
         self._frame_times: deque[float] = deque(maxlen=window)
         self._gauges: dict[str, object] = {}
+        # stage -> [count per bucket (+inf last)], sum of seconds: since the start.
+        self._hist: dict[str, tuple[list[int], list[float]]] = {}
         self.started = time.monotonic()
 
     def record(self, stage: str, seconds: float) -> None:
         """Add one duration sample for ``stage``."""
+        slot = bisect.bisect_left(BUCKETS_S, seconds)
         with self._lock:
             self._samples.setdefault(stage, deque(maxlen=4096)).append(seconds)
+            counts, total = self._hist.setdefault(stage, ([0] * (len(BUCKETS_S) + 1), [0.0]))
+            counts[slot] += 1
+            total[0] += seconds
 
     def add(self, counter: str, n: int = 1) -> None:
         """Increase a counter."""
@@ -76,6 +89,12 @@ class Stats:
         if len(recent) < 2:
             return 0.0
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+    def histograms(self) -> dict[str, tuple[list[int], float]]:
+        """Per stage, counts per :data:`BUCKETS_S` bucket (the last: above them) and the sum
+        of seconds, since the start: cumulative, as Prometheus histograms want."""
+        with self._lock:
+            return {k: (list(c), t[0]) for k, (c, t) in self._hist.items()}
 
     def snapshot(self) -> dict:
         """Counters, gauges and per-stage p50/p95/p99/mean in milliseconds."""

@@ -17,9 +17,15 @@ _CI_REQUIRES = {
     "ai_edge_litert": "pip install -e '.[edge]'",
     "cv2": "pip install -e '.[edge]'",
     "paho.mqtt": "pip install -e '.[edge]'",
+    "flask": "pip install -e '.[web]'",
+    "waitress": "pip install -e '.[web]'",
+    "prometheus_client": "pip install -e '.[web]'",
+    "selenium": "pip install -e '.[dev]'",
 }
 _CI_BINARIES = {"mosquitto": "apt-get install -y mosquitto",
-                "systemd-analyze": "apt-get install -y systemd"}
+                "systemd-analyze": "apt-get install -y systemd",
+                "chromium": "apt-get install -y chromium",
+                "chromedriver": "apt-get install -y chromium-driver"}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

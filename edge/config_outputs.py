@@ -1,0 +1,159 @@
+"""The output side of the device configuration: the event sinks and the web server.
+
+Part of :mod:`edge.config` (which re-exports every name here), kept apart so each file
+stays short. Same rules: typed, frozen dataclasses, each checked by its ``_validate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+
+from edge.checks import DAY_S, HOUR_S, ConfigError, at_most, non_negative, positive
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delays: start at ``initial_s``, double each failure, never above ``max_s``."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+
+    def _validate(self, at: str) -> None:
+        positive(self.initial_s, f"{at}.initial_s", HOUR_S)
+        at_most(self.max_s, f"{at}.max_s", HOUR_S)
+        if self.max_s < self.initial_s:
+            raise ConfigError(f"{at}.max_s: must be >= initial_s ({self.initial_s}), "
+                              f"got {self.max_s}")
+
+
+@dataclass(frozen=True)
+class LogSinkConfig:
+    """JSON-lines event log with size-based rotation."""
+
+    enabled: bool = True
+    path: str = "events.jsonl"
+    max_bytes: int = 10_000_000
+    backups: int = 5
+
+    def _validate(self, at: str) -> None:
+        positive(self.max_bytes, f"{at}.max_bytes")
+        non_negative(self.backups, f"{at}.backups", 100)
+
+
+@dataclass(frozen=True)
+class StdoutSinkConfig:
+    """Events as JSON lines on standard output."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
+class MqttTlsConfig:
+    """TLS for the MQTT connection."""
+
+    enabled: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class MqttSinkConfig:
+    """Events, state and status over MQTT (QoS 1, spooled on disk while the broker is away)."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str | None = None
+    keepalive_s: int = 60
+    topic_prefix: str = "emotion-edge"
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+    tls: MqttTlsConfig = field(default_factory=MqttTlsConfig)
+    max_inflight: int = 20
+    spool_max_events: int = 100_000
+    state_every_s: float = 5.0
+    reconnect: Backoff = field(default_factory=lambda: Backoff(1.0, 60.0))
+    homeassistant_discovery: bool = False
+    discovery_prefix: str = "homeassistant"
+
+    def _validate(self, at: str) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"{at}.port: must be in 1..65535, got {self.port}")
+        if not self.host.strip():
+            raise ConfigError(f"{at}.host: must name the broker (a host name or address)")
+        positive(self.keepalive_s, f"{at}.keepalive_s", 65_535)  # MQTT's own limit
+        positive(self.max_inflight, f"{at}.max_inflight", 65_535)
+        positive(self.spool_max_events, f"{at}.spool_max_events", 100_000_000)
+        positive(self.state_every_s, f"{at}.state_every_s", DAY_S)
+        if not self.topic_prefix or "#" in self.topic_prefix or "+" in self.topic_prefix:
+            raise ConfigError(f"{at}.topic_prefix: must be a non-empty topic without wildcards, "
+                              f"got {self.topic_prefix!r}")
+        if self.password_file and self.password_env:
+            raise ConfigError(f"{at}: set password_file or password_env, not both")
+
+
+@dataclass(frozen=True)
+class SinksConfig:
+    """Where events go."""
+
+    log: LogSinkConfig = field(default_factory=LogSinkConfig)
+    stdout: StdoutSinkConfig = field(default_factory=StdoutSinkConfig)
+    mqtt: MqttSinkConfig = field(default_factory=MqttSinkConfig)
+
+    def enabled(self) -> list[str]:
+        """Names of the enabled sinks, in the order events are written to them."""
+        return [name for name in sink_names() if getattr(self, name).enabled]
+
+
+def sink_names() -> tuple[str, ...]:
+    """Every sink's name: its key under ``sinks``, its module in ``edge.sinks``, its flag."""
+    return tuple(f.name for f in dataclasses.fields(SinksConfig))
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The device's web page, REST API and Prometheus metrics (the ``web`` extra)."""
+
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    port: int = 8080
+    auth_token_file: str | None = None
+    auth_token_env: str | None = None
+    preview: bool = False
+    preview_fps: float = 5.0
+    upload_max_bytes: int = 8_000_000
+    events_kept: int = 1000
+
+    def _validate(self, at: str) -> None:
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"{at}.port: must be in 0..65535 (0: any free port), "
+                              f"got {self.port}")
+        if self.auth_token_file and self.auth_token_env:
+            raise ConfigError(f"{at}: set auth_token_file or auth_token_env, not both")
+        if not self.bind.strip():
+            raise ConfigError(f"{at}.bind: must be an address to listen on (127.0.0.1)")
+        positive(self.preview_fps, f"{at}.preview_fps", 10)
+        positive(self.upload_max_bytes, f"{at}.upload_max_bytes", 100_000_000)
+        positive(self.events_kept, f"{at}.events_kept", 100_000)
+        if (self.enabled and not is_loopback(self.bind)
+                and not (self.auth_token_file or self.auth_token_env)):
+            raise ConfigError(f"{at}.bind: {self.bind} is reachable from other machines; "
+                              f"set {at}.auth_token_file or {at}.auth_token_env (or bind "
+                              "127.0.0.1)")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` only accepts connections from this machine."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+

@@ -1,0 +1,171 @@
+"""What the web page shows, kept up to date by the pipeline and read by HTTP threads.
+
+:class:`LiveState` is a sink (the pipeline's sink thread hands it every event and the
+periodic status) and an ``on_frame`` hook (the collector thread hands it each frame's
+tracked faces). HTTP threads read copies under one lock. Camera pixels are kept only when
+``web.preview`` is on, as a reference to the latest frame, never stored, and encoded to
+JPEG only by a request that is showing them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from datetime import datetime, timezone
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.annotate import draw_faces
+from edge.events import EmotionEvent
+from edge.faces import Box
+from edge.sources import Frame
+from edge.tracking import Tracker
+
+#: Seconds of dominant-emotion history the page's timeline shows (one sample a second).
+TIMELINE_S = 600
+
+
+class LiveState:
+    """The latest faces, recent events, timeline and device status, for the web page.
+
+    Args:
+        labels: the model's labels, in output order.
+        events_kept: events kept in memory for the page and ``/api/events``.
+        preview: keep the latest frame so the page can show it (``web.preview``).
+    """
+
+    name = "web"
+
+    def __init__(self, labels: tuple[str, ...], events_kept: int, preview: bool) -> None:
+        self.labels = labels
+        self.preview = preview
+        self._lock = threading.Condition()
+        self._events: deque[dict] = deque(maxlen=events_kept)
+        self._serial = 0  # events seen so far; the SSE stream's cursor
+        self.counts: Counter[tuple[str, str]] = Counter()  # (type, emotion) -> events
+        self._faces: list[dict] = []
+        self._size = (0, 0)
+        self._frame: Frame | None = None
+        self._boxes: list[tuple[Box, str, float, int]] = []
+        self._frame_no = -1
+        self._timeline: deque[tuple[float, str | None, int]] = deque(maxlen=TIMELINE_S)
+        self._status: dict[str, Any] = {}
+        self.closed = False
+
+    # -- the pipeline side ---------------------------------------------------------------
+
+    def __call__(self, frame: Frame, boxes: list[Box], tracker: Tracker) -> None:
+        """The collector's per-frame hook: faces in view (and the frame, with preview)."""
+        live = [t for t in tracker.tracks if t.confirmed and t.missed == 0]
+        faces = [{"face": t.id, "box": [int(v) for v in t.box],
+                  "emotion": tracker.labels[t.reported],
+                  "confidence": round(float(t.probs[t.reported]), 4),
+                  "probs": {k: round(float(p), 4)
+                            for k, p in zip(tracker.labels, t.probs, strict=True)}}
+                 for t in live]
+        now = time.time()
+        with self._lock:
+            self._faces = faces
+            self._size = (int(frame.gray.shape[1]), int(frame.gray.shape[0]))
+            self._frame_no = frame.seq
+            if self.preview:
+                self._frame = frame
+                self._boxes = [(tuple(f["box"]), f["emotion"], f["confidence"], f["face"])
+                               for f in faces]
+            if not self._timeline or now - self._timeline[-1][0] >= 1.0:
+                self._timeline.append((now, tracker.dominant(), len(faces)))
+
+    def write(self, event: EmotionEvent) -> None:
+        """Sink interface: keep the event for the page and count it for ``/metrics``."""
+        with self._lock:
+            self._events.append(event.to_dict())
+            self._serial += 1
+            self.counts[(event.type, event.emotion)] += 1
+            self._lock.notify_all()
+
+    def status(self, stats: dict) -> None:
+        """Sink interface: the service's periodic status (fps, source, drops...)."""
+        with self._lock:
+            self._status = dict(stats)
+
+    def flush(self) -> None:
+        """Sink interface: nothing to make durable (the page's memory is not a log)."""
+
+    def close(self) -> None:
+        """Sink interface: end the event streams of open pages."""
+        with self._lock:
+            self.closed = True
+            self._lock.notify_all()
+
+    # -- the HTTP side ------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """Faces in view, frame size, timeline and the last status, as JSON-ready data."""
+        with self._lock:
+            return {"faces": list(self._faces), "frame": self._frame_no,
+                    "size": list(self._size), "status": dict(self._status),
+                    "timeline": [{"t": round(t, 1), "dominant": d, "faces": n}
+                                 for t, d, n in self._timeline]}
+
+    def events_since(self, since: str | None) -> list[dict]:
+        """Kept events after ``since``: an event id seen last, or an ISO 8601 time.
+
+        An id no longer kept (or never seen) returns every kept event.
+        """
+        with self._lock:
+            events = list(self._events)
+        if not since:
+            return events
+        for i, e in enumerate(events):
+            if e["id"] == since:
+                return events[i + 1:]
+        when = parse_time(since)
+        if when is None:
+            return events
+        return [e for e in events if parse_time(e["ts"]) > when]
+
+    def wait_events(self, after: int, timeout: float) -> tuple[int, list[dict]]:
+        """Block until events beyond serial ``after`` arrive (or ``timeout``); returns the
+        new serial and those events (at most what is still kept)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._serial > after or self.closed, timeout)
+            new = min(self._serial - after, len(self._events))
+            return self._serial, list(self._events)[len(self._events) - new:] if new else []
+
+    def serial(self) -> int:
+        with self._lock:
+            return self._serial
+
+    def jpeg(self, last: int) -> tuple[int, bytes | None]:
+        """The latest frame with boxes and labels as JPEG, if newer than frame ``last``."""
+        with self._lock:
+            frame, boxes, seq = self._frame, list(self._boxes), self._frame_no
+        if frame is None or seq == last:
+            return last, None
+        image = (frame.image.copy() if frame.image is not None
+                 else cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR))
+        if boxes:
+            draw_faces(image, [b[0] for b in boxes], [b[1] for b in boxes],
+                       [b[2] for b in boxes], [b[3] for b in boxes])
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])
+        return seq, (data.tobytes() if ok else None)
+
+
+def parse_time(text: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time (``Z`` or an offset), or ``None``."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:  # a time without an offset is UTC, as event times are
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def blank_jpeg(width: int = 320, height: int = 240) -> bytes:
+    """A grey frame, shown before the first frame arrives."""
+    ok, data = cv2.imencode(".jpg", np.full((height, width, 3), 40, np.uint8))
+    return data.tobytes() if ok else b""

@@ -1,0 +1,170 @@
+"""The web page, API and /metrics: real HTTP against the real pipeline on the bundled clip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flask")
+pytest.importorskip("waitress")
+pytest.importorskip("prometheus_client")
+
+from edge.assemble import Device, build_device
+from edge.config import load
+from tests.fixtures import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = ROOT / "models/sample/astronaut.mp4"
+PHOTO = ROOT / "models/sample/astronaut.jpg"
+
+
+def start(tmp_path: Path, **web: object) -> Device:
+    overrides = {"source.uri": str(CLIP), "source.loop": True, "source.realtime": True,
+                 "sinks.log.path": str(tmp_path / "events.jsonl"), "web.enabled": True,
+                 "web.port": 0, "pipeline.workers": 1}
+    overrides.update({f"web.{k}": v for k, v in web.items()})
+    device = build_device(load(None, overrides))
+    device.pipeline.start()
+    return device
+
+
+@pytest.fixture()
+def device(tmp_path: Path) -> Iterator[Device]:
+    d = start(tmp_path, upload_max_bytes=200_000)
+    yield d
+    d.pipeline.stop()
+    d.pipeline.join()
+    d.close()
+
+
+def get(url: str, headers: dict | None = None, data: bytes | None = None,
+        method: str | None = None) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def get_json(url: str, **kw: object) -> tuple[int, dict]:
+    code, _, body = get(url, **kw)  # type: ignore[arg-type]
+    return code, json.loads(body)
+
+
+def multipart(field: str, name: str, payload: bytes) -> tuple[bytes, dict]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_state_events_and_health_follow_the_clip(device: Device) -> None:
+    url = device.web.url
+    assert wait_until(lambda: get_json(url + "api/state")[1]["faces"], timeout=60)
+    code, state = get_json(url + "api/state")
+    assert code == 200 and state["size"] == [640, 480] and not state["preview"]
+    face = state["faces"][0]
+    assert face["emotion"] == "happy" and set(face["probs"]) >= {"happy", "sad"}
+    assert state["model"]["id"].startswith("emotion_int8-")
+    assert state["model"]["accuracy_ferplus"] > 0.5  # from the card
+    assert state["status"]["source"] == "ok" and state["status"]["frames"] > 0
+    assert wait_until(lambda: get_json(url + "api/events")[1]["events"], timeout=60)
+    events = get_json(url + "api/events")[1]["events"]
+    assert events[0]["type"] == "appeared"
+    first = events[0]["id"]
+    later = get_json(url + f"api/events?since={first}")[1]["events"]
+    assert first not in [e["id"] for e in later]
+    assert get_json(url + "api/events?since=2000-01-01T00:00:00Z")[1]["events"] == \
+        get_json(url + "api/events")[1]["events"]
+    assert get_json(url + "api/health") == (200, {"ok": True, "source": "ok"})
+
+
+def test_metrics_parse_and_move_while_the_clip_plays(device: Device) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def frames() -> float:
+        code, headers, body = get(device.web.url + "metrics")
+        assert code == 200 and headers["Content-Type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        assert {"emotion_edge_frames", "emotion_edge_events", "emotion_edge_stage_seconds",
+                "emotion_edge_frames_dropped", "emotion_edge_model_info",
+                "emotion_edge_faces_in_view"} <= set(families)
+        return families["emotion_edge_frames"].samples[0].value
+
+    first = frames()
+    assert wait_until(lambda: frames() > first + 10, timeout=60)
+
+
+def test_photo_upload_labels_the_astronaut_and_refuses_bad_uploads(device: Device) -> None:
+    url = device.web.url + "api/predict"
+    body, headers = multipart("photo", "astronaut.jpg", PHOTO.read_bytes())
+    code, result = get_json(url, data=body, headers=headers)
+    assert code == 200 and [f["emotion"] for f in result["faces"]] == ["happy"]
+    body, headers = multipart("photo", "notes.txt", b"just text, not a picture")
+    code, result = get_json(url, data=body, headers=headers)
+    assert code == 400 and "not an image" in result["error"]
+    body, headers = multipart("photo", "big.jpg", b"\xff" * 300_000)
+    code, result = get_json(url, data=body, headers=headers)
+    assert code == 413 and "upload too large" in result["error"]
+    code, result = get_json(url, data=b"", headers={"Content-Type": "image/jpeg"},
+                            method="POST")
+    assert code == 400 and "no photo" in result["error"]
+
+
+def test_no_pixels_without_preview_and_a_live_view_with_it(device: Device,
+                                                           tmp_path: Path) -> None:
+    code, result = get_json(device.web.url + "stream.mjpg")
+    assert code == 404 and "web.preview: false" in result["error"]
+    with_preview = start(tmp_path / "p", preview=True)
+    try:
+        with urllib.request.urlopen(with_preview.web.url + "stream.mjpg", timeout=30) as r:
+            assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            chunk = b""
+            while chunk.count(b"\xff\xd8") < 2:  # the blank frame, then a real one
+                chunk += r.read1(65536)
+    finally:
+        with_preview.pipeline.stop()
+        with_preview.pipeline.join()
+        with_preview.close()
+
+
+def test_the_token_guards_every_route_but_health(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_WEB_TOKEN", "s3cret-token")
+    d = start(tmp_path, auth_token_env="EDGE_WEB_TOKEN")
+    try:
+        url = d.web.url
+        assert get(url + "api/state")[0] == 401
+        assert get(url + "api/state", headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert get(url + "metrics")[0] == 401 and get(url)[0] == 401
+        ok = get(url + "api/state", headers={"Authorization": "Bearer s3cret-token"})
+        assert ok[0] == 200
+        code, headers, _ = get(url + "?token=s3cret-token")
+        assert code == 200 and "HttpOnly" in headers["Set-Cookie"]
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert get(url + "api/state", headers={"Cookie": cookie})[0] == 200
+        assert get(url + "api/health")[0] == 200  # for health checks, no data in it
+    finally:
+        d.pipeline.stop()
+        d.pipeline.join()
+        d.close()
+
+
+def test_a_non_loopback_bind_without_a_token_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("web:\n  bind: 0.0.0.0\n")
+    result = subprocess.run([sys.executable, "-m", "edge", "--config", str(cfg), "--web"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "web.bind: 0.0.0.0 is reachable from other machines" in lines[0]
