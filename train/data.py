@@ -55,11 +55,14 @@ DATA_ENV = "FER2013_DATA"
 FERPLUS_ENV = "FERPLUS_VOTES"
 
 
-def add_data_options(parser: argparse.ArgumentParser, ferplus_help: str) -> None:
-    """``--data`` and ``--ferplus`` as every workstation CLI spells them (see the env vars)."""
+def add_data_options(parser: argparse.ArgumentParser, ferplus_help: str | None) -> None:
+    """``--data`` (and ``--ferplus``, unless its help is ``None``) as every workstation CLI
+    spells them, defaulting to the environment variables above."""
     parser.add_argument("--data", default=os.environ.get(DATA_ENV) or None,
                         help="FER-2013 CSV (.csv or .csv.gz) or image folder "
                              f"<root>/<split>/<class>/ (default: ${DATA_ENV})")
+    if ferplus_help is None:
+        return
     parser.add_argument("--ferplus", default=os.environ.get(FERPLUS_ENV, ""), metavar="VOTES",
                         help=f"FER+ votes for the same CSV (fer2013new.csv[.gz]): {ferplus_help} "
                              f"(default: ${FERPLUS_ENV}, if set)")
