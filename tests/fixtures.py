@@ -114,3 +114,39 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0,
             return bool(condition())
         time.sleep(interval)
     return True
+
+
+def write_own_photos(root: Path, face_photo: Path, per_class: int = 16,
+                     label: str = "surprise", seed: int = 0) -> Path:
+    """A "my faces" folder made from one real face photo: ``root/<label>/*.jpg``.
+
+    Each photo pastes the face (a crop of ``face_photo``) at a random size and place onto
+    a plain background of random shade, mirrored half the time and re-lit, all labelled
+    ``label`` (the user's own naming of that expression). Also writes a photo with no face
+    and one with two faces, which preparation must report and leave out.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    photo = cv2.imread(str(face_photo))
+    face = photo[30:300, 140:400]  # the face with some hair and collar around it
+    folder = root / label
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(per_class):
+        canvas = np.empty((360, 480, 3), np.uint8)
+        canvas[:] = rng.integers(40, 220, 3)
+        side = int(rng.integers(170, 300))
+        f = cv2.resize(face, (side, side))
+        if rng.random() < 0.5:
+            f = f[:, ::-1]
+        f = np.clip(f.astype(np.float32) * rng.uniform(0.75, 1.25), 0, 255).astype(np.uint8)
+        x, y = int(rng.integers(0, 480 - side)), int(rng.integers(0, 360 - side))
+        canvas[y:y + side, x:x + side] = f
+        cv2.imwrite(str(folder / f"{label}_{i:03d}.jpg"), canvas)
+    cv2.imwrite(str(folder / "empty_room.jpg"), np.full((300, 400, 3), 90, np.uint8))
+    two = np.full((360, 800, 3), 60, np.uint8)
+    small = cv2.resize(face, (260, 260))
+    two[50:310, 60:320] = small
+    two[50:310, 480:740] = small
+    cv2.imwrite(str(folder / "two_people.jpg"), two)
+    return root

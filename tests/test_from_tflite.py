@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from convert.from_tflite import main as from_tflite  # noqa: E402
+from convert.from_tflite import main as from_tflite
 
 
 def test_the_rebuilt_model_agrees_with_the_int8_file(converted: Path, fer_csv: Path,

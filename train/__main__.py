@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                         "fresh optimizer and schedule: a warm restart of a finished run (with "
                         "--resume, the run continues from its own checkpoint and only "
                         "records this)")
+    p.add_argument("--freeze", type=int, default=0, metavar="N",
+                   help="with --init-from: keep its first N convolutions as they are "
+                        "(fine-tuning on a few hundred of your own photos; default 0)")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL",
                    help="distil: blend this .keras model's probabilities (any preset, averaged "
                         "over each face and its mirror) into the training targets; repeat "
@@ -109,7 +112,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
             stream_seed=args.stream_seed, precision=args.precision, augment=augment,
             resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
             distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-            quantize_aware=args.quantize_aware, labels=args.labels, ferplus=args.ferplus,
+            quantize_aware=args.quantize_aware, freeze=args.freeze, labels=args.labels,
+            ferplus=args.ferplus,
             ferplus_weight=args.ferplus_weight,
             command=shlex.join(["python", "-m", "train",
                                 *(sys.argv[1:] if argv is None else argv)]))

@@ -119,3 +119,30 @@ def selection(cfg: TrainConfig, out: Path, state: dict | None, initial_epoch: in
                                 patience=cfg.plateau_patience, min_lr=1e-5, verbose=1)
                if cfg.lr_schedule == "plateau" else None)
     return chosen, early, plateau, since
+
+
+class Progress(keras.callbacks.Callback):
+    """One log line per epoch with its figures, its time and an estimate of what is left."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self._started = 0.0
+        self._times: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        took = time.monotonic() - self._started
+        self._times.append(took)
+        left = (self.epochs - epoch - 1) * sum(self._times[-3:]) / len(self._times[-3:])
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items()
+                            if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        log.info("epoch %d/%d: %s (%.0f s; about %s left)", epoch + 1, self.epochs, figures,
+                 took, _duration(left))
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"

@@ -86,6 +86,7 @@ class TrainConfig:
     distill_weight: float = 0.5  # share of each target taken from the teacher
     distill_temperature: float = 1.0
     quantize_aware: bool = False  # fine-tune init_from through simulated int8 rounding
+    freeze: int = 0  # convolutions at the input kept as they are (fine-tuning)
     labels: Labels = "fer2013"  # see train.ferplus
     ferplus: str = ""  # FER+ votes file: needed by ferplus/mixed, scores the test split too
     ferplus_weight: float = 0.5  # mixed: the votes' share of each target
@@ -122,6 +123,8 @@ class TrainConfig:
             raise TrainConfigError("--distill-weight must be in (0, 1]")
         if self.distill_temperature <= 0:
             raise TrainConfigError("--distill-temperature must be > 0")
+        if not 0 <= self.freeze <= 20:
+            raise TrainConfigError("--freeze must be in 0..20 convolutions")
         if not 0.0 <= self.ferplus_weight <= 1.0:
             raise TrainConfigError("--ferplus-weight must be in [0, 1]")
 
@@ -135,6 +138,8 @@ class TrainConfig:
         if self.quantize_aware and not (self.init_from or self.resume):
             raise TrainConfigError("--quantize-aware fine-tunes a trained model: add "
                                    "--init-from MODEL")
+        if self.freeze and not self.init_from:
+            raise TrainConfigError("--freeze keeps a parent's first layers: add --init-from")
         if self.quantize_aware and self.precision != "float32":
             raise TrainConfigError("--quantize-aware simulates int8 on float32; drop "
                                    "--precision")

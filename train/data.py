@@ -34,8 +34,9 @@ _SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "PrivateTest": ("privatetest",),
 }
 
-#: Class folder names as redistributions spell them, mapped to label ids.
-_CLASS_ALIASES: dict[str, int] = {
+#: Class folder names as redistributions spell them (and as your own photos may be sorted),
+#: mapped to label ids.
+CLASS_ALIASES: dict[str, int] = {
     "angry": 0, "anger": 0,
     "disgust": 1, "disgusted": 1,
     "fear": 2, "fearful": 2,
@@ -45,7 +46,7 @@ _CLASS_ALIASES: dict[str, int] = {
     "neutral": 6,
 }
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm"}
 _PIXELS = FACE_SIZE * FACE_SIZE
 
 
@@ -111,8 +112,9 @@ def load(path: str | Path, usages: Sequence[str] = ("Training",)) -> dict[str, F
     """Load the requested splits from a FER-2013 CSV (plain or ``.gz``) or an image folder.
 
     Args:
-        path: a ``.csv``/``.csv.gz`` file in the original layout, or a folder laid out as
-            ``<root>/<split>/<class>/*.png``.
+        path: a ``.csv``/``.csv.gz`` file in the original layout, a folder laid out as
+            ``<root>/<split>/<class>/*.png``, or a folder of your own photos sorted by
+            class (``<root>/<class>/*.jpg``, see :mod:`train.own_faces`).
         usages: split names as in the CSV's ``Usage`` column (``Training``, ``PublicTest``,
             ``PrivateTest``); folder splits are matched by their common aliases
             (``train``, ``test``, ``val``...) or by exact folder name.
@@ -126,6 +128,11 @@ def load(path: str | Path, usages: Sequence[str] = ("Training",)) -> dict[str, F
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
+    from train.own_faces import is_own_faces, load_own_faces
+
+    if is_own_faces(p):
+        sets = load_own_faces(p)
+        return {u: sets[u] for u in usages if u in sets}
     if p.is_dir():
         return {u: load_folder_split(p, u) for u in usages}
     return load_csv(p, usages)
@@ -189,13 +196,13 @@ def load_folder_split(root: Path, usage: str) -> FaceSet:
     import cv2
 
     for class_dir in class_dirs:
-        label = _CLASS_ALIASES.get(class_dir.name.lower())
+        label = CLASS_ALIASES.get(class_dir.name.lower())
         if label is None:
             raise DataError(
                 f"{class_dir}: unknown class folder '{class_dir.name}'; "
                 f"expected one of {', '.join(EMOTIONS)} (or disgusted/fearful/surprised)"
             )
-        files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"{class_dir}: empty class folder (no .png/.jpg images)")
         for f in files:

@@ -136,13 +136,15 @@ def run(cfg: TrainConfig) -> dict:
         *selecting,
         keras.callbacks.CSVLogger(out / "history.csv", append=state is not None),
         *([plateau] if plateau else []),
+        checkpoints.Progress(cfg.epochs),
         run_state,  # last, so the counters it saves are this epoch's
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps,
               class_weight=class_weights(train_set.labels, cfg.class_weight), callbacks=callbacks,
               shuffle=False,  # the dataset shuffles itself, reproducibly
-              verbose=1 if os.isatty(1) else 2)
+              # A bar on a terminal; in a log, Progress's line per epoch says it all.
+              verbose=1 if os.isatty(1) else 0)
 
     # Without a held-out split nothing selects: the run's model is its last epoch.
     best = keras.models.load_model(out / ("best.keras" if val_set is not None
@@ -180,7 +182,9 @@ def _new_model(cfg: TrainConfig, total_steps: int) -> keras.Model:
     """The preset, from ``init_from``'s weights when given, compiled with its schedule."""
     model = presets.build(cfg.arch)
     if cfg.init_from:
-        _load_weights(model, _init_source(cfg.init_from))
+        model = _with_parent_weights(model, _init_source(cfg.init_from))
+    if cfg.freeze:
+        _freeze(model, cfg.freeze)
     if cfg.quantize_aware:
         model = quant_aware.prepare(model)
     lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
@@ -235,15 +239,42 @@ def _init_source(path: str | Path) -> Path:
     return source
 
 
-def _load_weights(model: keras.Model, source: Path) -> None:
-    """Copy the weights of the model saved at ``source`` into ``model`` (same preset)."""
+def _with_parent_weights(model: keras.Model, source: Path) -> keras.Model:
+    """``model`` (a fresh preset) holding the weights of the model saved at ``source``.
+
+    A parent with BatchNormalization folded away (a shipped source rebuilt from its int8
+    file by ``convert.from_tflite``, or a quantization-aware run's result) gets the
+    preset's folded layout instead, so every shipped model can be fine-tuned.
+    """
     parent = keras.models.load_model(source, compile=False)
-    shapes = [w.shape for w in model.get_weights()]
-    if [w.shape for w in parent.get_weights()] != shapes:
-        raise InitFromError(f"init_from: {source} is a '{parent.name}' model whose weights "
-                            f"do not fit the '{model.name}' preset; pass --arch {parent.name}")
+    shapes = [w.shape for w in parent.get_weights()]
+    if [w.shape for w in model.get_weights()] != shapes:
+        folded = quant_aware.strip(quant_aware.prepare(model))
+        if [w.shape for w in folded.get_weights()] != shapes:
+            raise InitFromError(f"init_from: {source} is a '{parent.name}' model whose "
+                                f"weights do not fit the '{model.name}' preset; pass "
+                                f"--arch {parent.name}")
+        model = folded
+        log.info("%s has BatchNormalization folded in: fine-tuning the folded layout",
+                 source)
     model.set_weights(parent.get_weights())
     log.info("starting from the weights of %s", source)
+    return model
+
+
+def _freeze(model: keras.Model, blocks: int) -> None:
+    """Keep the first ``blocks`` convolutions (and their BatchNormalization) as they are:
+    the early, generic feature detectors a few hundred photos should not retrain."""
+    convs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            convs += 1
+            if convs > blocks:
+                break
+        if convs and isinstance(layer, (keras.layers.Conv2D,
+                                        keras.layers.BatchNormalization)):
+            layer.trainable = False
+    log.info("frozen: the first %d convolution(s)", min(convs, blocks))
 
 
 def _resumed_model(checkpoint: Path, arch: str, quantize_aware: bool) -> keras.Model:

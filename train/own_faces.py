@@ -1,0 +1,145 @@
+"""Your own faces: a folder of photos sorted by emotion, cropped like the device crops.
+
+Layout: one folder per class directly under the root (``my_faces/happy/*.jpg``,
+``my_faces/neutral/...``, class names as :data:`train.data` accepts them), and optionally
+``my_faces/test/<class>/`` for a held-out set of your choosing. Without ``test/``, a
+stratified share of every class is held out automatically (seeded, so reruns agree).
+
+Photos of any size and colour go through the device's own Haar detector and crop
+(:func:`edge.faces.extract_faces` with the default detector settings), so the faces
+trained on look exactly like the faces the device classifies. A 48x48 grayscale image is
+taken as an already-cropped face. A photo with no face, or with several, is reported and
+left out: which face would the label belong to?
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.config import DetectorConfig
+from edge.faces import FaceDetector, extract_faces
+from edge.images import ImageError, read_image
+from edge.preprocessing import FACE_SIZE
+from train.data import CLASS_ALIASES, IMAGE_SUFFIXES, DataError, FaceSet, stratified_split
+
+log = logging.getLogger(__name__)
+
+#: Share of each class held out for the final test when there is no ``test/`` folder.
+HELD_OUT = 0.2
+
+
+@dataclass
+class CropReport:
+    """What happened to each photo: used, or why not."""
+
+    used: int = 0
+    no_face: list[Path] = field(default_factory=list)
+    several_faces: list[Path] = field(default_factory=list)
+    unreadable: list[Path] = field(default_factory=list)
+
+    def log(self, where: Path) -> None:
+        for what, paths in (("no face found", self.no_face),
+                            ("several faces (which one is labelled?)", self.several_faces),
+                            ("unreadable", self.unreadable)):
+            if paths:
+                log.warning("%s: %d photo(s) left out, %s: %s%s", where, len(paths), what,
+                            ", ".join(p.name for p in paths[:5]),
+                            " ..." if len(paths) > 5 else "")
+        log.info("%s: %d face(s) used", where, self.used)
+
+
+def is_own_faces(root: Path) -> bool:
+    """Whether ``root`` holds class folders directly (this layout, not ``<split>/<class>``)."""
+    return root.is_dir() and any(d.is_dir() and d.name.lower() in CLASS_ALIASES
+                                 for d in root.iterdir())
+
+
+def crop_faces(folder: Path, detector: FaceDetector, margin: float,
+               report: CropReport) -> tuple[list[np.ndarray], list[int], list[Path]]:
+    """The one face of each photo in ``folder``'s class subfolders, its label and file."""
+    faces: list[np.ndarray] = []
+    labels: list[int] = []
+    files: list[Path] = []
+    for class_dir in sorted(d for d in folder.iterdir() if d.is_dir()):
+        label = CLASS_ALIASES.get(class_dir.name.lower())
+        if label is None:
+            if class_dir.name.lower() != "test":
+                log.warning("%s: not a class name; left out", class_dir)
+            continue
+        for photo in sorted(f for f in class_dir.iterdir()
+                            if f.suffix.lower() in IMAGE_SUFFIXES):
+            face = _one_face(photo, detector, margin, report)
+            if face is not None:
+                faces.append(face)
+                labels.append(label)
+                files.append(photo)
+    return faces, labels, files
+
+
+def _one_face(photo: Path, detector: FaceDetector, margin: float,
+              report: CropReport) -> np.ndarray | None:
+    try:
+        image = read_image(photo)
+    except ImageError:
+        report.unreadable.append(photo)
+        return None
+    gray = image[..., 0] if _is_gray(image) else _to_gray(image)
+    if gray.shape == (FACE_SIZE, FACE_SIZE):
+        report.used += 1
+        return gray.copy()
+    boxes = detector.detect(gray)
+    if not boxes:
+        report.no_face.append(photo)
+        return None
+    if len(boxes) > 1:
+        report.several_faces.append(photo)
+        return None
+    report.used += 1
+    return extract_faces(gray, boxes, margin)[0].copy()
+
+
+def load_own_faces(root: Path, seed: int = 1337) -> dict[str, FaceSet]:
+    """``Training`` and ``PublicTest`` face sets from a folder of your photos.
+
+    Raises:
+        DataError: no usable face, or a class with too few faces to hold one out.
+    """
+    cfg = DetectorConfig()
+    detector = FaceDetector(cfg)
+    report = CropReport()
+    faces, labels, _ = crop_faces(root, detector, cfg.margin, report)
+    report.log(root)
+    if not faces:
+        raise DataError(f"{root}: no usable face in the class folders (see the lines above)")
+    train = FaceSet(np.stack(faces), np.asarray(labels, np.int64), f"{root} [own faces]")
+    test_dir = root / "test"
+    if test_dir.is_dir():
+        test_report = CropReport()
+        t_faces, t_labels, _ = crop_faces(test_dir, detector, cfg.margin, test_report)
+        test_report.log(test_dir)
+        if not t_faces:
+            raise DataError(f"{test_dir}: no usable face in the class folders")
+        test = FaceSet(np.stack(t_faces), np.asarray(t_labels, np.int64), f"{test_dir}")
+        return {"Training": train, "PublicTest": test}
+    keep, held = stratified_split(train.labels, HELD_OUT, seed)
+    if len(held) == 0 or len(keep) == 0:
+        raise DataError(f"{root}: too few faces to hold {HELD_OUT:.0%} out for testing; add "
+                        "photos or a test/ folder")
+    return {"Training": FaceSet(train.images[keep], train.labels[keep], train.source),
+            "PublicTest": FaceSet(train.images[held], train.labels[held],
+                                  f"{root} [own faces, held out {HELD_OUT:.0%}]")}
+
+
+def _is_gray(image: np.ndarray) -> bool:
+    return image.ndim == 3 and bool((image[..., 0] == image[..., 1]).all()
+                                    and (image[..., 1] == image[..., 2]).all())
+
+
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

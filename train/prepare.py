@@ -1,0 +1,74 @@
+"""``python -m train.prepare PHOTOS OUT``: your photos as the 48x48 faces training uses.
+
+``PHOTOS`` holds one folder per class (``PHOTOS/happy/*.jpg`` ...; an optional
+``PHOTOS/test/<class>/`` too). Each photo's one face is found and cropped by the device's
+own detector and preprocessing and written to ``OUT/<class>/<photo>.png`` (and
+``OUT/test/<class>/``), ready for ``python -m train --data OUT``. Photos with no face or
+several faces are listed and left out. Exit codes: 0 done, 2 bad input or no usable face.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("train.prepare")
+
+
+def prepare(photos: Path, out: Path) -> int:
+    """Crop every class folder of ``photos`` into ``out``; returns the faces written."""
+    import cv2
+
+    from edge.config import DetectorConfig
+    from edge.faces import FaceDetector
+    from edge.preprocessing import EMOTIONS
+    from train.own_faces import CropReport, crop_faces
+
+    cfg = DetectorConfig()
+    detector = FaceDetector(cfg)
+    written = 0
+    for source, target in ((photos, out), (photos / "test", out / "test")):
+        if not source.is_dir():
+            continue
+        report = CropReport()
+        faces, labels, files = crop_faces(source, detector, cfg.margin, report)
+        report.log(source)
+        for face, label, photo in zip(faces, labels, files, strict=True):
+            folder = target / EMOTIONS[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(folder / f"{photo.stem}.png"), face):
+                raise OSError(f"{folder}: cannot write {photo.stem}.png")
+            written += 1
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.prepare",
+                                description=__doc__.split("\n")[0].split(": ", 1)[1])
+    p.add_argument("photos", help="folder of class folders (happy/, sad/, ...) of photos")
+    p.add_argument("out", help="folder to write the 48x48 faces to")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from train.own_faces import is_own_faces
+
+    photos = Path(args.photos)
+    if not is_own_faces(photos):
+        log.error("%s: expected class folders (happy/, sad/, neutral/ ...) of photos", photos)
+        return 2
+    try:
+        written = prepare(photos, Path(args.out))
+    except OSError as exc:
+        log.error("%s", exc)
+        return 1
+    if not written:
+        log.error("%s: no usable face", photos)
+        return 2
+    log.info("wrote %d face(s) to %s; train on them with python -m train --data %s",
+             written, args.out, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
