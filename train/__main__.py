@@ -11,6 +11,7 @@ from train.config import (
     Arch,
     Augment,
     ClassWeight,
+    Distribute,
     Labels,
     Monitor,
     Optimizer,
@@ -78,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument("--freeze", type=int, default=0, metavar="N",
                    help="with --init-from: keep its first N convolutions as they are "
                         "(fine-tuning on a few hundred of your own photos; default 0)")
+    p.add_argument("--distribute", choices=choices(Distribute), default="none",
+                   help="mirrored: train on every GPU of this machine (tf.distribute."
+                        "MirroredStrategy); --batch-size is per replica and the learning "
+                        "rate scales with the replicas")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL",
                    help="distil: blend this .keras model's probabilities (any preset, averaged "
                         "over each face and its mirror) into the training targets; repeat "
@@ -112,7 +117,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
             stream_seed=args.stream_seed, precision=args.precision, augment=augment,
             resume=args.resume, init_from=args.init_from, teachers=tuple(args.teacher),
             distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-            quantize_aware=args.quantize_aware, freeze=args.freeze, labels=args.labels,
+            quantize_aware=args.quantize_aware, freeze=args.freeze,
+            distribute=args.distribute, labels=args.labels,
             ferplus=args.ferplus,
             ferplus_weight=args.ferplus_weight,
             command=shlex.join(["python", "-m", "train",

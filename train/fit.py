@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from edge.preprocessing import EMOTIONS
-from train import checkpoints, distill, ferplus, presets, quant_aware, record
+from train import checkpoints, distill, distribution, ferplus, presets, quant_aware, record
 from train import data as fer
 from train.config import TrainConfig
 from train.inputs import make_dataset, steps_per_epoch
@@ -82,9 +82,11 @@ def run(cfg: TrainConfig) -> dict:
                    else int(state.get("stream_seed", cfg.seed)))
     keras.utils.set_random_seed(stream_seed)
     keras.config.set_dtype_policy(cfg.precision)
+    scale = distribution.Replicas.for_name(cfg.distribute)
     # Loaded (and its preset checked) before the data and teachers, to fail fast.
-    resumed = (_resumed_model(out / "last.keras", cfg.arch, cfg.quantize_aware)
-               if state is not None else None)
+    with scale.scope():
+        resumed = (_resumed_model(out / "last.keras", cfg.arch, cfg.quantize_aware)
+                   if state is not None else None)
     if cfg.quantize_aware and not (cfg.init_from or resumed):
         raise InitFromError("quantize_aware fine-tunes a trained model: pass init_from")
 
@@ -100,12 +102,13 @@ def run(cfg: TrainConfig) -> dict:
              len(val_set) if val_set is not None else 0)
 
     initial_epoch = int(state["epoch"]) if state is not None else 0
-    steps = steps_per_epoch(len(train_set), cfg.batch_size)
+    batch = cfg.batch_size * scale.count  # --batch-size is per replica
+    steps = steps_per_epoch(len(train_set), batch)
     if state is not None:
         _refuse_other_teachers(state, cfg.teachers, out)
     teacher_record, targets = (_teacher_targets(cfg, train_set)
                                if cfg.teachers else (None, train_set.targets))
-    train_ds = make_dataset(train_set.images, train_set.labels, cfg.batch_size, training=True,
+    train_ds = make_dataset(train_set.images, train_set.labels, batch, training=True,
                             seed=stream_seed, augment=cfg.augment,
                             label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
                             targets=targets)
@@ -117,7 +120,8 @@ def run(cfg: TrainConfig) -> dict:
         model = resumed
         log.info("resuming %s at epoch %d", out / "last.keras", initial_epoch)
     else:
-        model = _new_model(cfg, cfg.epochs * steps)
+        with scale.scope():
+            model = _new_model(cfg, cfg.epochs * steps, cfg.learning_rate * scale.count)
     model.summary(print_fn=lambda line, **_: log.debug(line))
     params, macs = model.count_params(), presets.count_macs(model)
     log.info("%s: %s parameters, %.1f M MACs", cfg.arch, f"{params:,}", macs / 1e6)
@@ -152,10 +156,13 @@ def run(cfg: TrainConfig) -> dict:
     # Folded and without the simulation: a plain model that converts like any other.
     best = quant_aware.strip(best) if cfg.quantize_aware else _as_float32(best, cfg.arch)
     best.save(out / "best.keras")
+    if scale.count > 1:
+        log.info("trained on %d replicas: global batch %d, peak learning rate %g",
+                 scale.count, batch, cfg.learning_rate * scale.count)
     return record.write_record(cfg, best, params=params, macs=macs, wall=run_state.elapsed(),
                                since=since, stream_seed=stream_seed, val_set=val_set,
                                test=splits.get(cfg.test_usage) if cfg.test_usage else None,
-                               teacher_record=teacher_record)
+                               teacher_record=teacher_record, replicas=scale.count)
 
 
 def _saved_state(cfg: TrainConfig, out: Path) -> dict | None:
@@ -178,7 +185,7 @@ def _saved_state(cfg: TrainConfig, out: Path) -> dict | None:
     return state
 
 
-def _new_model(cfg: TrainConfig, total_steps: int) -> keras.Model:
+def _new_model(cfg: TrainConfig, total_steps: int, peak_lr: float) -> keras.Model:
     """The preset, from ``init_from``'s weights when given, compiled with its schedule."""
     model = presets.build(cfg.arch)
     if cfg.init_from:
@@ -187,10 +194,10 @@ def _new_model(cfg: TrainConfig, total_steps: int) -> keras.Model:
         _freeze(model, cfg.freeze)
     if cfg.quantize_aware:
         model = quant_aware.prepare(model)
-    lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = peak_lr
     if cfg.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
-            0.0, total_steps, warmup_target=cfg.learning_rate,
+            0.0, total_steps, warmup_target=peak_lr,
             warmup_steps=min(total_steps // 20, 2000), alpha=0.01)
     model.compile(optimizer=make_optimizer(cfg.optimizer, lr, cfg.weight_decay),
                   loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
