@@ -110,21 +110,11 @@ def load_own_faces(root: Path, seed: int = 1337) -> dict[str, FaceSet]:
     """
     cfg = DetectorConfig()
     detector = FaceDetector(cfg)
-    report = CropReport()
-    faces, labels, _ = crop_faces(root, detector, cfg.margin, report)
-    report.log(root)
-    if not faces:
-        raise DataError(f"{root}: no usable face in the class folders (see the lines above)")
-    train = FaceSet(np.stack(faces), np.asarray(labels, np.int64), f"{root} [own faces]")
+    train = _face_set(root, detector, cfg.margin, f"{root} [own faces]")
     test_dir = root / "test"
     if test_dir.is_dir():
-        test_report = CropReport()
-        t_faces, t_labels, _ = crop_faces(test_dir, detector, cfg.margin, test_report)
-        test_report.log(test_dir)
-        if not t_faces:
-            raise DataError(f"{test_dir}: no usable face in the class folders")
-        test = FaceSet(np.stack(t_faces), np.asarray(t_labels, np.int64), f"{test_dir}")
-        return {"Training": train, "PublicTest": test}
+        return {"Training": train,
+                "PublicTest": _face_set(test_dir, detector, cfg.margin, str(test_dir))}
     keep, held = stratified_split(train.labels, HELD_OUT, seed)
     if len(held) == 0 or len(keep) == 0:
         raise DataError(f"{root}: too few faces to hold {HELD_OUT:.0%} out for testing; add "
@@ -132,6 +122,16 @@ def load_own_faces(root: Path, seed: int = 1337) -> dict[str, FaceSet]:
     return {"Training": FaceSet(train.images[keep], train.labels[keep], train.source),
             "PublicTest": FaceSet(train.images[held], train.labels[held],
                                   f"{root} [own faces, held out {HELD_OUT:.0%}]")}
+
+
+def _face_set(folder: Path, detector: FaceDetector, margin: float, name: str) -> FaceSet:
+    """Every usable face of ``folder``'s class folders, the rest reported."""
+    report = CropReport()
+    faces, labels, _ = crop_faces(folder, detector, margin, report)
+    report.log(folder)
+    if not faces:
+        raise DataError(f"{folder}: no usable face in the class folders (see the lines above)")
+    return FaceSet(np.stack(faces), np.asarray(labels, np.int64), name)
 
 
 def _is_gray(image: np.ndarray) -> bool:
