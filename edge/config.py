@@ -106,7 +106,7 @@ class DetectorConfig:
 class ModelConfig:
     """The classifier model."""
 
-    path: str = "models/emotion_int8.tflite"
+    path: str = "models/emotion_ferplus_int8.tflite"
     card: str | None = None
     threads: int = 1
     runtime: Literal["auto", "litert", "tflite_runtime", "tensorflow"] = "auto"

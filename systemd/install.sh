@@ -98,7 +98,7 @@ else
     # The shipped defaults, pointed at the first camera and the installed paths.
     sed -e "s|^state_dir: .*|state_dir: $state|" \
         -e "s|^  uri: models/sample/astronaut.mp4|  uri: 0|" \
-        -e "s|^  path: models/emotion_int8.tflite|  path: $prefix/models/emotion_int8.tflite|" \
+        -e "s|^  path: models/\([a-z0-9_]*\.tflite\)$|  path: $prefix/models/\1|" \
         -e "s|^    path: events.jsonl|    path: $state/events.jsonl|" \
         "$repo/config.yaml" > "$etc/config.yaml"
     chmod 0640 "$etc/config.yaml"

@@ -131,6 +131,6 @@ def test_the_shipped_model_is_found_from_any_directory(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     cfg = load(None)
     assert Path(cfg.model.path).is_file()
-    assert Path(cfg.model.path) == ROOT / "models/emotion_int8.tflite"
+    assert Path(cfg.model.path) == ROOT / "models/emotion_ferplus_int8.tflite"
     from_elsewhere = load(ROOT / "config.yaml")
     assert Path(from_elsewhere.source.uri).is_file()

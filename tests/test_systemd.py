@@ -72,7 +72,8 @@ def test_installer_is_idempotent_and_keeps_the_config(tmp_path: Path) -> None:
     config = root / "etc/emotion-edge/config.yaml"
     cfg = load(config)
     assert cfg.source.uri == 0
-    assert cfg.model.path == "/opt/ee/models/emotion_int8.tflite"
+    assert cfg.model.path == "/opt/ee/models/emotion_ferplus_int8.tflite"
+    assert Path(str(root) + cfg.model.path).is_file()
     assert cfg.sinks.log.path == "/var/lib/emotion-edge/events.jsonl"
     assert cfg.state_dir == "/var/lib/emotion-edge"
     assert (root / "opt/ee/models/sample/astronaut.mp4").exists()

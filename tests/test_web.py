@@ -75,7 +75,7 @@ def test_state_events_and_health_follow_the_clip(device: Device) -> None:
     assert code == 200 and state["size"] == [640, 480] and not state["preview"]
     face = state["faces"][0]
     assert face["emotion"] == "happy" and set(face["probs"]) >= {"happy", "sad"}
-    assert state["model"]["id"].startswith("emotion_int8-")
+    assert state["model"]["id"].startswith("emotion_ferplus_int8-")
     assert state["model"]["accuracy_ferplus"] > 0.5  # from the card
     assert state["status"]["source"] == "ok" and state["status"]["frames"] > 0
     assert wait_until(lambda: get_json(url + "api/events")[1]["events"], timeout=60)
