@@ -21,6 +21,8 @@ _CI_REQUIRES = {
     "waitress": "pip install -e '.[web]'",
     "prometheus_client": "pip install -e '.[web]'",
     "selenium": "pip install -e '.[dev]'",
+    "cryptography": "pip install -e '.[dev]'",
+    "wheel": "pip install -e '.[dev]'",
 }
 _CI_BINARIES = {"mosquitto": "apt-get install -y mosquitto",
                 "systemd-analyze": "apt-get install -y systemd",

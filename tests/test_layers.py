@@ -29,7 +29,8 @@ CLI_MODULES = {"edge.__main__", "edge.bench", "edge.predict", "train.__main__",
 
 def _import_all(package: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
     code = textwrap.dedent(f"""
-        import importlib.abc, pkgutil, sys
+        import importlib.abc, importlib.util, pkgutil, sys
+        web_extra = importlib.util.find_spec("flask") is not None
 
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
@@ -40,8 +41,11 @@ def _import_all(package: str, blocked: tuple[str, ...]) -> subprocess.CompletedP
         sys.meta_path.insert(0, Block())
         import {package}
         for mod in pkgutil.walk_packages({package}.__path__, "{package}."):
-            if not mod.name.endswith("__main__"):
-                __import__(mod.name)
+            if mod.name.endswith("__main__"):
+                continue
+            if mod.name.startswith("edge.web") and not web_extra:
+                continue  # the web extra's modules, not on a plain edge install
+            __import__(mod.name)
     """)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)

@@ -237,6 +237,7 @@ def _certificates(folder: Path) -> dict[str, Path]:
 
 
 def test_tls(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")  # makes the test certificates (the dev extra)
     certs = _certificates(tmp_path)
     broker = Broker(tmp_path, tls=certs).start()
     sub = Subscriber(broker.port, "emotion-edge/+/event", ca_certs=str(certs["ca"]))

@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _BLOCK_TF = textwrap.dedent("""
-    import importlib.abc, pkgutil, sys
+    import importlib.abc, importlib.util, pkgutil, sys
+    web_extra = importlib.util.find_spec("flask") is not None
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -23,6 +24,8 @@ _BLOCK_TF = textwrap.dedent("""
     for mod in pkgutil.walk_packages(edge.__path__, "edge."):
         if mod.name.endswith("__main__"):
             continue
+        if mod.name.startswith("edge.web") and not web_extra:
+            continue  # the web extra's modules, not on a plain edge install
         __import__(mod.name)
     assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")]
 """)

@@ -275,6 +275,12 @@ def stratified_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     return idx
 
 
+def smoothed_onehot(labels: np.ndarray, label_smoothing: float = 0.0) -> np.ndarray:
+    """``(N, 7)`` one-hot rows with ``label_smoothing`` of the mass spread over all classes."""
+    n = len(EMOTIONS)
+    return (np.eye(n)[labels] * (1.0 - label_smoothing) + label_smoothing / n).astype(np.float32)
+
+
 def subset(faces: FaceSet, idx: np.ndarray, name: str) -> FaceSet:
     """The faces at ``idx`` (rows and targets too) as a new set whose source says ``name``."""
     return FaceSet(faces.images[idx], faces.labels[idx], f"{faces.source} {name}",

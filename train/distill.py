@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from edge.preprocessing import EMOTIONS, INPUT_SHAPE
-from train.inputs import smoothed_onehot
+from train.data import smoothed_onehot
 from train.presets import with_flip_averaging
 
 

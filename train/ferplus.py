@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.preprocessing import EMOTIONS
-from train.data import DataError, FaceSet, open_text, subset
+from train.data import DataError, FaceSet, open_text, smoothed_onehot, subset
 from train.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -187,8 +187,6 @@ def relabel(faces: FaceSet, votes: Votes, mode: str, weight: float = 0.5,
         kept = subset(faces, keep, "(FER+ majority)")
         return FaceSet(kept.images, majority[keep], kept.source, kept.rows, dist[keep])
     if mode == "mixed":
-        from train.inputs import smoothed_onehot  # TensorFlow, which scoring does not need
-
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"ferplus weight: {weight} is not in [0, 1]")
         usable = (majority >= 0)[:, None]

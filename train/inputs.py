@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from edge.preprocessing import EMOTIONS, FACE_SIZE
 from train.config import Augment
+from train.data import smoothed_onehot
 
 
 def make_dataset(
@@ -72,12 +73,6 @@ def make_dataset(
         # the augmentation work (a few ms per batch), not any training.
         ds = ds.skip(start_epoch * steps_per_epoch(len(labels), batch_size))
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def smoothed_onehot(labels: np.ndarray, label_smoothing: float = 0.0) -> np.ndarray:
-    """``(N, 7)`` one-hot rows with ``label_smoothing`` of the mass spread over all classes."""
-    n = len(EMOTIONS)
-    return (np.eye(n)[labels] * (1.0 - label_smoothing) + label_smoothing / n).astype(np.float32)
 
 
 def steps_per_epoch(n_faces: int, batch_size: int) -> int:
