@@ -89,6 +89,30 @@ def test_state_events_and_health_follow_the_clip(device: Device) -> None:
     assert get_json(url + "api/health") == (200, {"ok": True, "source": "ok"})
 
 
+def test_the_event_stream_starts_with_kept_events_and_resumes_after_an_id(
+        device: Device) -> None:
+    url = device.web.url
+    assert wait_until(lambda: get_json(url + "api/events")[1]["events"], timeout=60)
+    first = get_json(url + "api/events")[1]["events"][0]["id"]
+
+    def ids(query: str) -> list[str]:
+        seen: list[str] = []
+        with urllib.request.urlopen(url + "api/events/stream" + query, timeout=30) as r:
+            for raw in r:
+                line = raw.decode().strip()
+                if line.startswith("id: "):
+                    seen.append(line[4:])
+                if seen or line.startswith(": keep-alive"):
+                    break
+        return seen
+
+    assert ids("") == [first]  # an event from before the page connected is not missed
+    request = urllib.request.Request(url + "api/events/stream",
+                                     headers={"Last-Event-ID": first})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.readline().decode().startswith(": connected")
+
+
 def test_metrics_parse_and_move_while_the_clip_plays(device: Device) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 

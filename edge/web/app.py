@@ -111,7 +111,10 @@ def create_app(parts: WebParts) -> Flask:
 
     @app.get("/api/events/stream")
     def event_stream() -> Response:
-        return Response(_sse(parts.live), mimetype="text/event-stream",
+        # A browser that reconnects sends the last id it saw; a first visit gets the kept
+        # events first, then each new one.
+        since = request.headers.get("Last-Event-ID") or request.args.get("since")
+        return Response(_sse(parts.live, since), mimetype="text/event-stream",
                         headers={"X-Accel-Buffering": "no"})
 
     @app.get("/stream.mjpg")
@@ -172,16 +175,19 @@ def _error(code: int, message: str) -> Response:
     return response
 
 
-def _sse(live: LiveState) -> Iterator[str]:
-    """Server-sent events: each new event as it happens, a comment every 15 s otherwise."""
-    serial = live.serial()
+def _sse(live: LiveState, since: str | None) -> Iterator[str]:
+    """Server-sent events: the kept events after ``since``, then each new one as it
+    happens, and a comment every 15 s while nothing happens."""
+    serial, new = live.backlog(since)
     yield ": connected\n\n"
-    while not live.closed:
+    while True:
+        for event in new:
+            yield f"id: {event['id']}\nevent: emotion\ndata: {json.dumps(event)}\n\n"
+        if live.closed:
+            return
         serial, new = live.wait_events(serial, 15.0)
         if not new:
             yield ": keep-alive\n\n"
-        for event in new:
-            yield f"id: {event['id']}\nevent: emotion\ndata: {json.dumps(event)}\n\n"
 
 
 def _mjpeg(live: LiveState, fps: float) -> Iterator[bytes]:

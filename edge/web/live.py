@@ -135,9 +135,18 @@ class LiveState:
             new = min(self._serial - after, len(self._events))
             return self._serial, list(self._events)[len(self._events) - new:] if new else []
 
-    def serial(self) -> int:
+    def backlog(self, since: str | None) -> tuple[int, list[dict]]:
+        """The serial now and the kept events after ``since`` (all kept ones without it),
+        taken together, so a stream that starts with them and then waits from that serial
+        neither misses nor repeats an event."""
         with self._lock:
-            return self._serial
+            serial = self._serial
+            events = list(self._events)
+        if since:
+            for i, e in enumerate(events):
+                if e["id"] == since:
+                    return serial, events[i + 1:]
+        return serial, events
 
     def jpeg(self, last: int) -> tuple[int, bytes | None]:
         """The latest frame with boxes and labels as JPEG, if newer than frame ``last``."""

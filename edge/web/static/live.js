@@ -79,9 +79,9 @@ function addEvent(e) {
   while (list.children.length > 100) list.lastChild.remove();
 }
 
-async function events() {
-  const response = await fetch("/api/events", {credentials: "same-origin"});
-  if (response.ok) (await response.json()).events.slice(-30).forEach(addEvent);
+function events() {
+  // The stream starts with the events the device still keeps, then sends each new one;
+  // after a dropped connection the browser resumes from the last id it saw.
   const stream = new EventSource("/api/events/stream");
   stream.addEventListener("emotion", (m) => addEvent(JSON.parse(m.data)));
 }
