@@ -92,6 +92,11 @@ class ModelCard:
         return cls(card_id, tuple(labels), str(data.get("mode", "unknown")),
                    sha if isinstance(sha, str) else None, data)
 
+    def accuracies(self) -> dict[str, float | None]:
+        """The card's PublicTest scores: FER-2013 labels and the FER+ majority (or None)."""
+        return {"accuracy_fer2013": self.raw.get("evaluation", {}).get("accuracy"),
+                "accuracy_ferplus": self.raw.get("evaluation_ferplus", {}).get("accuracy")}
+
     @classmethod
     def load(cls, path: str | Path) -> ModelCard:
         """Read and validate a card file."""

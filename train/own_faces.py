@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edge.config import DetectorConfig
@@ -83,11 +84,10 @@ def crop_faces(folder: Path, detector: FaceDetector, margin: float,
 def _one_face(photo: Path, detector: FaceDetector, margin: float,
               report: CropReport) -> np.ndarray | None:
     try:
-        image = read_image(photo)
+        gray = read_image(photo, cv2.IMREAD_GRAYSCALE)
     except ImageError:
         report.unreadable.append(photo)
         return None
-    gray = image[..., 0] if _is_gray(image) else _to_gray(image)
     if gray.shape == (FACE_SIZE, FACE_SIZE):
         report.used += 1
         return gray.copy()
@@ -132,14 +132,3 @@ def _face_set(folder: Path, detector: FaceDetector, margin: float, name: str) ->
     if not faces:
         raise DataError(f"{folder}: no usable face in the class folders (see the lines above)")
     return FaceSet(np.stack(faces), np.asarray(labels, np.int64), name)
-
-
-def _is_gray(image: np.ndarray) -> bool:
-    return image.ndim == 3 and bool((image[..., 0] == image[..., 1]).all()
-                                    and (image[..., 1] == image[..., 2]).all())
-
-
-def _to_gray(image: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

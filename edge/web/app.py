@@ -163,10 +163,7 @@ def _status(parts: WebParts) -> dict:
 
 
 def _model(card: ModelCard) -> dict:
-    raw = card.raw
-    return {"id": card.id, "mode": card.mode,
-            "accuracy_fer2013": raw.get("evaluation", {}).get("accuracy"),
-            "accuracy_ferplus": raw.get("evaluation_ferplus", {}).get("accuracy")}
+    return {"id": card.id, "mode": card.mode, **card.accuracies()}
 
 
 def _error(code: int, message: str) -> Response:

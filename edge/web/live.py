@@ -46,10 +46,9 @@ class LiveState:
         self._events: deque[dict] = deque(maxlen=events_kept)
         self._serial = 0  # events seen so far; the SSE stream's cursor
         self.counts: Counter[tuple[str, str]] = Counter()  # (type, emotion) -> events
-        self._faces: list[dict] = []
+        self._faces: list[tuple[int, Box, int, np.ndarray]] = []  # id, box, label, probs
         self._size = (0, 0)
         self._frame: Frame | None = None
-        self._boxes: list[tuple[Box, str, float, int]] = []
         self._frame_no = -1
         self._timeline: deque[tuple[float, str | None, int]] = deque(maxlen=TIMELINE_S)
         self._status: dict[str, Any] = {}
@@ -59,13 +58,10 @@ class LiveState:
 
     def __call__(self, frame: Frame, boxes: list[Box], tracker: Tracker) -> None:
         """The collector's per-frame hook: faces in view (and the frame, with preview)."""
-        live = [t for t in tracker.tracks if t.confirmed and t.missed == 0]
-        faces = [{"face": t.id, "box": [int(v) for v in t.box],
-                  "emotion": tracker.labels[t.reported],
-                  "confidence": round(float(t.probs[t.reported]), 4),
-                  "probs": {k: round(float(p), 4)
-                            for k, p in zip(tracker.labels, t.probs, strict=True)}}
-                 for t in live]
+        # Raw figures only: the page's dicts are built when a request asks (snapshot),
+        # not on every frame of the collector thread.
+        faces = [(t.id, tuple(int(v) for v in t.box), t.reported, t.probs.copy())
+                 for t in tracker.tracks if t.confirmed and t.missed == 0]
         now = time.time()
         with self._lock:
             self._faces = faces
@@ -73,8 +69,6 @@ class LiveState:
             self._frame_no = frame.seq
             if self.preview:
                 self._frame = frame
-                self._boxes = [(tuple(f["box"]), f["emotion"], f["confidence"], f["face"])
-                               for f in faces]
             if not self._timeline or now - self._timeline[-1][0] >= 1.0:
                 self._timeline.append((now, tracker.dominant(), len(faces)))
 
@@ -105,23 +99,28 @@ class LiveState:
     def snapshot(self) -> dict:
         """Faces in view, frame size, timeline and the last status, as JSON-ready data."""
         with self._lock:
-            return {"faces": list(self._faces), "frame": self._frame_no,
+            return {"faces": [self._face(*f) for f in self._faces], "frame": self._frame_no,
                     "size": list(self._size), "status": dict(self._status),
                     "timeline": [{"t": round(t, 1), "dominant": d, "faces": n}
                                  for t, d, n in self._timeline]}
+
+    def _face(self, face: int, box: Box, label: int, probs: np.ndarray) -> dict:
+        return {"face": face, "box": list(box), "emotion": self.labels[label],
+                "confidence": round(float(probs[label]), 4),
+                "probs": {k: round(float(p), 4)
+                          for k, p in zip(self.labels, probs, strict=True)}}
 
     def events_since(self, since: str | None) -> list[dict]:
         """Kept events after ``since``: an event id seen last, or an ISO 8601 time.
 
         An id no longer kept (or never seen) returns every kept event.
         """
-        with self._lock:
-            events = list(self._events)
+        _, events = self.backlog(None)
         if not since:
             return events
-        for i, e in enumerate(events):
-            if e["id"] == since:
-                return events[i + 1:]
+        after = _after_id(events, since)
+        if after is not None:
+            return after
         when = parse_time(since)
         if when is None:
             return events
@@ -142,25 +141,30 @@ class LiveState:
         with self._lock:
             serial = self._serial
             events = list(self._events)
-        if since:
-            for i, e in enumerate(events):
-                if e["id"] == since:
-                    return serial, events[i + 1:]
-        return serial, events
+        after = _after_id(events, since) if since else None
+        return serial, events if after is None else after
 
     def jpeg(self, last: int) -> tuple[int, bytes | None]:
         """The latest frame with boxes and labels as JPEG, if newer than frame ``last``."""
         with self._lock:
-            frame, boxes, seq = self._frame, list(self._boxes), self._frame_no
+            frame, faces, seq = self._frame, list(self._faces), self._frame_no
         if frame is None or seq == last:
             return last, None
         image = (frame.image.copy() if frame.image is not None
                  else cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR))
-        if boxes:
-            draw_faces(image, [b[0] for b in boxes], [b[1] for b in boxes],
-                       [b[2] for b in boxes], [b[3] for b in boxes])
+        if faces:
+            draw_faces(image, [f[1] for f in faces], [self.labels[f[2]] for f in faces],
+                       [float(f[3][f[2]]) for f in faces], [f[0] for f in faces])
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])
         return seq, (data.tobytes() if ok else None)
+
+
+def _after_id(events: list[dict], event_id: str) -> list[dict] | None:
+    """The events after the one with ``event_id``; ``None`` when it is not among them."""
+    for i, e in enumerate(events):
+        if e["id"] == event_id:
+            return events[i + 1:]
+    return None
 
 
 def parse_time(text: str) -> float | None:

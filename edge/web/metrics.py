@@ -86,12 +86,10 @@ class DeviceCollector:
         return hist
 
     def _model_info(self) -> Metric:
-        raw = self.card.raw
         info = InfoMetricFamily("emotion_edge_model", "The model in use (from its card)")
-        info.add_metric([], {
-            "id": self.card.id, "mode": self.card.mode,
-            "accuracy_fer2013": str(raw.get("evaluation", {}).get("accuracy", "")),
-            "accuracy_ferplus": str(raw.get("evaluation_ferplus", {}).get("accuracy", ""))})
+        info.add_metric([], {"id": self.card.id, "mode": self.card.mode,
+                             **{k: "" if v is None else str(v)
+                                for k, v in self.card.accuracies().items()}})
         return info
 
 
