@@ -9,6 +9,7 @@ and pipeline everywhere. Anything the user must fix raises one of
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,13 +113,27 @@ def check_input_file(path: Path) -> None:
                           "this OpenCV cannot decode)")
 
 
+def opencv_threads(cfg: Config, workers: int) -> int:
+    """Threads OpenCV may use inside one call (``pipeline.opencv_threads``; 0: automatic).
+
+    Each worker already runs on its own core; if OpenCV also spread every cascade search
+    over all cores, the workers' searches would queue behind each other's threads. So by
+    default OpenCV gets the cores the workers leave free, and at least one.
+    """
+    if cfg.pipeline.opencv_threads:
+        return cfg.pipeline.opencv_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // workers)
+
+
 def pipeline_settings(cfg: Config, rate: float | None = None) -> PipelineSettings:
     """The pipeline's settings from the config (``rate`` paces a file as a camera)."""
     return PipelineSettings(
         margin=cfg.detector.margin, queue_size=cfg.source.queue_size,
         max_frames=cfg.pipeline.max_frames, drop_oldest=cfg.source.realtime, rate=rate,
         reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s),
-        full_every=cfg.detector.full_every, region_margin=cfg.detector.region_margin)
+        full_every=cfg.detector.full_every, region_margin=cfg.detector.region_margin,
+        motion=cfg.motion, min_size=cfg.detector.min_size)
 
 
 #: Containers the annotated video can be written as (OpenCV's mp4v codec).
@@ -190,6 +205,7 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
         source = build_source(cfg)
     if classifiers is None:
         classifiers = build_classifiers(cfg, cfg.pipeline.workers)
+    cv2.setNumThreads(opencv_threads(cfg, len(classifiers)))
     pairs = [(build_detector(cfg), c) for c in classifiers]
     tracker = build_tracker(cfg, classifiers[0])
     stats = stats or Stats()

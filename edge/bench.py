@@ -5,9 +5,11 @@ then runs the same pipeline code as the service (``edge.pipeline``) over a video
 warm-up, and reports end-to-end frames per second, per-stage latency percentiles,
 capture-to-result latency, drops, faces per frame, CPU and peak memory, and the machine.
 ``--compare`` adds, on the same frames, the sequential single-thread loop (read, detect,
-classify, repeat), the threaded pipeline with 1..N workers, and every model mode found
-next to the model, each mode also timed alone. ``--rate`` replays the file on a clock, as a
-camera would deliver it.
+classify, repeat), the threaded pipeline with 1..N workers, the periodic schedule and a
+full-frame search on every frame (with whether each reports the same faces and ``changed``
+events as the full search), decoding alone, and every model mode found next to the model,
+each mode also timed alone. ``--rate`` replays the file on a clock, as a camera would
+deliver it; ``--size`` re-encodes the clip at another resolution first (a 720p camera).
 """
 
 from __future__ import annotations
@@ -17,23 +19,21 @@ import dataclasses
 import json
 import logging
 import os
-import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 
-from edge.assemble import (
-    STARTUP_ERRORS,
-    build_classifiers,
-    build_detector,
-    build_device,
-    build_tracker,
+from edge.assemble import STARTUP_ERRORS, build_classifiers
+from edge.bench_runs import (
+    peak_rss_mb,
+    resized_clip,
+    run_decode,
+    run_pipeline,
+    run_sequential,
 )
 from edge.config import Config, load, shipped
-from edge.faces import extract_faces
 from edge.model import (
     MODES,
     EmotionClassifier,
@@ -41,107 +41,13 @@ from edge.model import (
     classify_latency,
     model_filename,
 )
-from edge.pipeline import Pipeline
-from edge.sinks.log import JsonLinesSink
-from edge.sources import OpenCVSource
-from edge.stats import STAGES, Stats
+from edge.schedule import describe_schedule
+from edge.stats import STAGES
 from edge.sysinfo import machine
 
 log = logging.getLogger("edge.bench")
 
 SAMPLE = "models/sample/astronaut.mp4"
-
-
-class _Usage:
-    """CPU time and wall time between two points of this process."""
-
-    def __init__(self) -> None:
-        self.wall = time.perf_counter()
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        self.cpu = r.ru_utime + r.ru_stime
-
-    def since(self) -> tuple[float, float]:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        wall = time.perf_counter() - self.wall
-        return wall, 100.0 * (r.ru_utime + r.ru_stime - self.cpu) / max(wall, 1e-9)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _source(path: str, cfg: Config) -> OpenCVSource:
-    return OpenCVSource(path, cfg.source.width, cfg.source.height, cfg.source.fps, loop=True,
-                        keep_color=False)
-
-
-def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], frames: int,
-                 warmup: int, rate: float | None = None) -> dict:
-    """Figures for the threaded pipeline over ``frames`` frames of ``path``."""
-    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
-        def once(n: int, stats: Stats, pace: float | None) -> tuple[Pipeline, float, float]:
-            run_cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(
-                cfg.pipeline, max_frames=n, annotate_video=None))
-            with build_device(run_cfg, source=_source(path, cfg),
-                              sinks=[JsonLinesSink(Path(tmp) / "events.jsonl")],
-                              classifiers=classifiers, stats=stats, rate=pace) as device:
-                p = device.pipeline
-                usage = _Usage()
-                result = p.run()
-                if result.error is not None:
-                    raise result.error
-                wall, cpu = usage.since()
-            return p, wall, cpu
-
-        if warmup:
-            once(warmup, Stats(), None)
-        stats = Stats()
-        p, wall, cpu = once(frames, stats, rate)
-    snap = stats.snapshot()
-    c = snap["counters"]
-    done = c.get("frames", 0)
-    return {
-        "fps": round(done / wall, 2), "frames": done, "wall_s": round(wall, 3),
-        "dropped": p.frames.dropped, "cpu_percent": round(cpu, 1),
-        "faces_per_frame": round(c.get("faces_detected", 0) / max(done, 1), 3),
-        "frames_with_face": c.get("frames_with_face", 0),
-        "detections": {"full": c.get("detect_full", 0),
-                       "around_faces": c.get("detect_partial", 0),
-                       "around_faces_then_full": c.get("detect_fallback", 0)},
-        "events": c.get("events", 0), "stages_ms": snap["stages"],
-    }
-
-
-def run_sequential(cfg: Config, path: str, classifier: EmotionClassifier, frames: int,
-                   warmup: int) -> dict:
-    """The single-thread loop: read, detect (full frame), classify, track, repeat."""
-    det = build_detector(cfg)
-    tracker = build_tracker(cfg, classifier)
-    src = _source(path, cfg)
-    src.open()
-    try:
-        for _ in range(warmup):
-            f = src.read()
-            classifier.classify(extract_faces(f.gray, det.detect(f.gray), cfg.detector.margin))
-        src.close()
-        src = _source(path, cfg)
-        src.open()
-        with_face = faces = 0
-        usage = _Usage()
-        for _ in range(frames):
-            f = src.read()
-            boxes = det.detect(f.gray)
-            probs = classifier.classify(extract_faces(f.gray, boxes, cfg.detector.margin))
-            tracker.update(f.seq, f.ts, f.mono, boxes, probs)
-            faces += len(boxes)
-            with_face += bool(boxes)
-        wall, cpu = usage.since()
-    finally:
-        src.close()
-    return {"fps": round(frames / wall, 2), "frames": frames, "wall_s": round(wall, 3),
-            "dropped": 0, "cpu_percent": round(cpu, 1),
-            "faces_per_frame": round(faces / frames, 3), "frames_with_face": with_face}
 
 
 def sibling_models(model: Path) -> dict[str, Path]:
@@ -174,16 +80,18 @@ def stage_table(stages: dict) -> str:
 
 
 def compare_table(rows: list[dict]) -> str:
+    """The ``--compare`` rows side by side; the events column is against the reference."""
     base = rows[0]["fps"]
-    head = (f"  {'run':<34}{'fps':>8}{'x seq':>7}{'CPU %':>7}{'drops':>7}"
-            f"{'face frames':>13}{'p95 result ms':>15}")
+    ref = next((r for r in rows if r.get("reference")), rows[0])
+    head = (f"  {'run':<40}{'fps':>8}{'x seq':>7}{'CPU %':>7}{'drops':>7}"
+            f"{'face frames':>13}{'p95 result ms':>15}  events vs full search")
     out = [head, "  " + "-" * (len(head) - 2)]
     for r in rows:
         lat = r.get("stages_ms", {}).get("frame_latency", {}).get("p95_ms")
-        out.append(f"  {r['name']:<34}{r['fps']:>8.1f}{r['fps'] / base:>7.2f}"
+        out.append(f"  {r['name']:<40}{r['fps']:>8.1f}{r['fps'] / base:>7.2f}"
                    f"{r['cpu_percent']:>7.0f}{r['dropped']:>7}"
                    f"{r['frames_with_face']:>8}/{r['frames']:<4}"
-                   f"{lat if lat is not None else '-':>15}")
+                   f"{lat if lat is not None else '-':>15}  {events_versus(r, ref)}")
     return "\n".join(out)
 
 
@@ -201,6 +109,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, help="replay at this many frames per second, "
                                               "dropping the oldest when behind (a camera)")
     p.add_argument("--cpus", type=int, help="pin the process to this many cores")
+    p.add_argument("--size", metavar="WxH",
+                   help="re-encode the clip at this size first (e.g. 1280x720, as a 720p "
+                        "camera delivers), then measure that")
     p.add_argument("--compare", action="store_true",
                    help="sequential loop vs threaded 1..N workers vs every model mode")
     p.add_argument("--latency-runs", type=int, default=300,
@@ -212,6 +123,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.frames <= 0 or args.warmup < 0 or args.latency_runs <= 0:
         p.error("--frames and --latency-runs must be > 0 and --warmup >= 0")
+    if args.size is not None:
+        w, _, h = args.size.lower().partition("x")
+        if not (w.isdigit() and h.isdigit() and 16 <= int(w) <= 7680 and 16 <= int(h) <= 4320):
+            p.error(f"--size {args.size}: give WIDTHxHEIGHT, e.g. 1280x720 (16..7680 x 16..4320)")
+        args.size = (int(w), int(h))
     return args
 
 
@@ -231,6 +147,8 @@ def measure(cfg: Config, args: argparse.Namespace, source: str,
                   "threads": cfg.model.threads},
         "source": {"path": source, "size": list(size)},
         "detector": dataclasses.asdict(cfg.detector),
+        "motion": dataclasses.asdict(cfg.motion),
+        "schedule": describe_schedule(cfg.detector.full_every, cfg.motion),
         "frames": args.frames, "warmup": args.warmup, "rate": args.rate, "workers": workers,
     }
     # Timed first, while nothing else in this process runs.
@@ -246,27 +164,51 @@ def measure(cfg: Config, args: argparse.Namespace, source: str,
 
 def _compare_rows(cfg: Config, args: argparse.Namespace, source: str,
                   classifiers: list[EmotionClassifier]) -> list[dict]:
-    """The sequential loop, 1..N workers, full detection on every frame, other modes."""
+    """The sequential loop, 1..N workers, the periodic schedule, a full search on every
+    frame, decoding alone, and the other model modes."""
     model, mode = Path(cfg.model.path), classifiers[0].card.mode
+    n, frames, warmup = args.max_workers, args.frames, args.warmup
     rows = [{"name": "sequential loop (no pipeline)", **run_sequential(
-        cfg, source, classifiers[0], args.frames, args.warmup)}]
-    for n in range(1, args.max_workers + 1):
-        rows.append({"name": f"threaded, {n} worker(s), {mode}", **run_pipeline(
-            cfg, source, classifiers[:n], args.frames, args.warmup)})
-    full = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, full_every=1))
-    if cfg.detector.full_every > 1:
-        rows.append({"name": f"threaded, {args.max_workers} w, full detect each frame",
-                     **run_pipeline(full, source, classifiers[:args.max_workers],
-                                    args.frames, args.warmup)})
+        cfg, source, classifiers[0], frames, warmup)}]
+    for k in range(1, n + 1):
+        rows.append({"name": f"threaded, {k} worker(s), {mode}", **run_pipeline(
+            cfg, source, classifiers[:k], frames, warmup)})
+    still = dataclasses.replace(cfg.motion, enabled=False)
+    if cfg.motion.enabled and cfg.detector.full_every > 1:
+        periodic = dataclasses.replace(cfg, motion=still)
+        rows.append({"name": f"threaded, {n} w, periodic schedule", **run_pipeline(
+            periodic, source, classifiers[:n], frames, warmup)})
+    full = dataclasses.replace(cfg, motion=still,
+                               detector=dataclasses.replace(cfg.detector, full_every=1))
+    rows.append({"name": f"threaded, {n} w, full search each frame", "reference": True,
+                 **run_pipeline(full, source, classifiers[:n], frames, warmup)})
+    rows.append({"name": "decode only (capture + gray)", **run_decode(cfg, source, frames)})
     for other, path in sibling_models(model).items():
         if path.resolve() == model.resolve():
             continue
-        clfs = _classifiers(path, cfg, args.max_workers)
+        clfs = _classifiers(path, cfg, n)
         alone = classify_latency(clfs[0], args.latency_runs)
-        rows.append({"name": f"threaded, {args.max_workers} worker(s), {other}",
-                     **run_pipeline(cfg, source, clfs, args.frames, args.warmup),
+        rows.append({"name": f"threaded, {n} worker(s), {other}",
+                     **run_pipeline(cfg, source, clfs, frames, warmup),
                      "mode": other, "classifier": {"threads": cfg.model.threads, **alone}})
     return rows
+
+
+def events_versus(row: dict, ref: dict) -> str:
+    """How ``row``'s reported faces and ``changed`` events compare with the reference run's:
+    the same face ids and the same sequence of (face, emotion) changes, and by how many
+    frames at most their timing differs."""
+    if "changed" not in row:
+        return "-"
+    if row is ref:
+        return f"reference ({len(ref['changed'])})"
+    seq = [(f, e) for _, f, e in row["changed"]]
+    if len(row["face_ids"]) != len(ref["face_ids"]) or seq != [
+            (f, e) for _, f, e in ref["changed"]]:
+        return f"differ: {len(row['face_ids'])} id(s), {len(seq)} changed"
+    shift = max((abs(a[0] - b[0]) for a, b in zip(row["changed"], ref["changed"],
+                                                      strict=True)), default=0)
+    return f"same (±{shift} fr)"
 
 
 def print_report(report: dict, cfg: Config) -> None:
@@ -281,7 +223,8 @@ def print_report(report: dict, cfg: Config) -> None:
     if cfg.web.enabled:
         print("web       server on (no client connected)")
     print(f"detector  width {d.detect_width}, scale {d.scale_factor}, neighbours "
-          f"{d.min_neighbors}, min size {d.min_size}, full every {d.full_every} frame(s)")
+          f"{d.min_neighbors}, min size {d.min_size}")
+    print(f"schedule  {report['schedule']}")
     print(f"source    {src['path']} {src['size'][0]}x{src['size'][1]}; {report['frames']} "
           f"frames after {report['warmup']} warm-up"
           + (f"; replayed at {report['rate']} fps" if report["rate"] else ""))
@@ -296,6 +239,10 @@ def print_report(report: dict, cfg: Config) -> None:
     if "compare" in report:
         print("\ncomparison (same frames):")
         print(compare_table(report["compare"]))
+        decode = next((r for r in report["compare"] if r["name"].startswith("decode")), None)
+        if decode:
+            print(f"\nthe pipeline runs at {100 * pr['fps'] / decode['fps']:.0f} % of the "
+                  f"decode-only rate ({decode['fps']:.0f} frames/s)")
         print("\nclassifier alone, per mode (batch 1, median / p95 ms per face):")
         alone = [(mode, report["classifier"])] + [
             (r["mode"], r["classifier"]) for r in report["compare"] if "classifier" in r]
@@ -327,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.cpus:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cpus]))
-    report = measure(cfg, args, source, classifiers)
+    with tempfile.TemporaryDirectory(prefix="edge-bench-clip-") as tmp:
+        if args.size:
+            source = resized_clip(source, args.size, args.frames + args.warmup, Path(tmp))
+        report = measure(cfg, args, source, classifiers)
     print_report(report, cfg)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")

@@ -43,9 +43,9 @@ from edge.config_outputs import (
 #: The whole config API lives here; the output sections are defined in edge.config_outputs.
 __all__ = [
     "MAX_INT", "PATH_KEYS", "Backoff", "Config", "ConfigError", "DetectorConfig",
-    "LogSinkConfig", "ModelConfig", "MqttSinkConfig", "MqttTlsConfig", "PipelineConfig",
-    "SinksConfig", "SourceConfig", "StdoutSinkConfig", "TrackingConfig", "WebConfig",
-    "build", "is_loopback", "load", "shipped", "show", "sink_names",
+    "LogSinkConfig", "ModelConfig", "MotionConfig", "MqttSinkConfig", "MqttTlsConfig",
+    "PipelineConfig", "SinksConfig", "SourceConfig", "StdoutSinkConfig", "TrackingConfig",
+    "WebConfig", "build", "is_loopback", "load", "shipped", "show", "sink_names",
 ]
 
 
@@ -103,6 +103,36 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class MotionConfig:
+    """Motion-first detection (:mod:`edge.motion`, :mod:`edge.schedule`)."""
+
+    enabled: bool = True
+    width: int = 96
+    threshold: float = 16.0
+    min_area: int = 3
+    max_share: float = 0.25
+    safety_every: int = 30
+    safety_slices: int = 4
+    still_check_every: int = 1
+
+    def _validate(self, at: str) -> None:
+        if not 32 <= self.width <= 640:
+            raise ConfigError(f"{at}.width: must be in 32..640 pixels, got {self.width}")
+        if not 1.0 <= self.threshold <= 255.0:
+            raise ConfigError(f"{at}.threshold: must be in [1, 255] gray levels, "
+                              f"got {self.threshold}")
+        positive(self.min_area, f"{at}.min_area", 10_000)
+        if not 0.0 < self.max_share <= 1.0:
+            raise ConfigError(f"{at}.max_share: must be in (0, 1], got {self.max_share}")
+        non_negative(self.safety_every, f"{at}.safety_every", 10_000)
+        positive(self.safety_slices, f"{at}.safety_slices", 16)
+        if self.safety_every and self.safety_slices > self.safety_every:
+            raise ConfigError(f"{at}.safety_slices: must be at most safety_every "
+                              f"({self.safety_every}), got {self.safety_slices}")
+        positive(self.still_check_every, f"{at}.still_check_every", 10_000)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The classifier model."""
 
@@ -143,6 +173,7 @@ class PipelineConfig:
     """Threads, limits and reporting."""
 
     workers: int = 2
+    opencv_threads: int = 0
     max_frames: int = 0
     stats_every_s: float = 10.0
     annotate_video: str | None = None
@@ -150,6 +181,7 @@ class PipelineConfig:
     def _validate(self, at: str) -> None:
         if not 1 <= self.workers <= 16:
             raise ConfigError(f"{at}.workers: must be in 1..16, got {self.workers}")
+        non_negative(self.opencv_threads, f"{at}.opencv_threads", 64)
         non_negative(self.max_frames, f"{at}.max_frames")
         non_negative(self.stats_every_s, f"{at}.stats_every_s", DAY_S)
 
@@ -162,6 +194,7 @@ class Config:
     state_dir: str = "state"
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)

@@ -89,8 +89,7 @@ class FaceDetector:
         _h, w = gray.shape[:2]
         if small is None:
             small = self.downscale(gray)
-        scale = w / small.shape[1]
-        return self._detect_in(small, scale, 0, 0)
+        return self.search(small, w / small.shape[1])
 
     def detect_around(self, gray: np.ndarray, faces: list[Box], margin: float) -> list[Box]:
         """Re-detect known faces in small windows around their last boxes.
@@ -124,7 +123,7 @@ class FaceDetector:
             inv = (x1 - x0) / roi.shape[1]
             found += [(round(rx * inv) + x0, round(ry * inv) + y0, round(rw * inv),
                        round(rh * inv)) for (rx, ry, rw, rh) in rects]
-        return _dedupe(found)
+        return dedupe(found)
 
     def downscale(self, gray: np.ndarray) -> np.ndarray:
         """``gray`` shrunk to ``detect_width`` (a reused buffer; ``gray`` when narrower)."""
@@ -138,16 +137,37 @@ class FaceDetector:
         cv2.resize(gray, (dw, dh), dst=self._small, interpolation=cv2.INTER_AREA)
         return self._small
 
-    def _detect_in(self, small: np.ndarray, scale: float, ox: int, oy: int) -> list[Box]:
-        img = cv2.equalizeHist(small) if self.cfg.equalize else small
+    def search(self, small: np.ndarray, scale: float, region: Box | None = None,
+               sizes: tuple[int, int] | None = None) -> list[Box]:
+        """Faces in all or part of a downscaled frame, in full-resolution pixels, largest first.
+
+        Args:
+            small: the frame shrunk by ``scale`` (full-resolution pixels per small pixel).
+            scale: full width / small width.
+            region: the part to search, in full-resolution pixels (``None``: all of it).
+            sizes: the smallest and largest face side to look for, in ``small``'s pixels
+                (``None``: from ``min_size`` up). A slice of the sizes is a slice of the
+                cascade's scale pyramid, and of its cost.
+        """
+        ox = oy = 0
+        img = small
+        if region is not None:
+            x, y, w, h = region
+            ox, oy = max(0, int(x / scale)), max(0, int(y / scale))
+            img = small[oy:min(small.shape[0], int(np.ceil((y + h) / scale))),
+                        ox:min(small.shape[1], int(np.ceil((x + w) / scale)))]
         min_side = max(12, int(self.cfg.min_size / scale))
-        if min(img.shape[:2]) < min_side:
+        lo, hi = sizes if sizes is not None else (min_side, 0)
+        lo = max(lo, min_side)
+        if min(img.shape[:2]) < lo or (hi and hi < lo):
             return []
+        if self.cfg.equalize:
+            img = cv2.equalizeHist(img)
         rects = self._cascade.detectMultiScale(
             img, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
-            minSize=(min_side, min_side))
-        boxes = [(round(x * scale) + ox, round(y * scale) + oy,
-                  round(w * scale), round(h * scale)) for (x, y, w, h) in rects]
+            minSize=(lo, lo), maxSize=(hi, hi) if hi else (0, 0))
+        boxes = [(round((rx + ox) * scale), round((ry + oy) * scale), round(rw * scale),
+                  round(rh * scale)) for (rx, ry, rw, rh) in rects]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes
 
@@ -188,7 +208,8 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _dedupe(boxes: list[Box], threshold: float = 0.3) -> list[Box]:
+def dedupe(boxes: list[Box], threshold: float = 0.3) -> list[Box]:
+    """``boxes`` without the smaller of any two that overlap by more than ``threshold`` IoU."""
     boxes = sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
     kept: list[Box] = []
     for b in boxes:

@@ -25,11 +25,12 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.config import MotionConfig
 from edge.events import EmotionEvent
 from edge.faces import Box, FaceDetector, extract_faces
 from edge.queues import FrameQueue
 from edge.reconnect import Reconnecting
-from edge.schedule import DetectionSchedule
+from edge.schedule import DetectionSchedule, Tracked
 from edge.sinks import Sink
 from edge.sinks.group import SinkGroup
 from edge.sources import Frame, FrameSource, SourceError
@@ -91,6 +92,8 @@ class PipelineSettings:
         full_every: a full-frame detection every this many frames, and in between only
             around the faces being tracked (:class:`edge.schedule.DetectionSchedule`).
         region_margin: how far around a tracked face to look between full detections.
+        motion: motion-first detection settings (``None``: the periodic schedule only).
+        min_size: smallest face side, in full-resolution pixels.
     """
 
     margin: float = 0.15
@@ -101,6 +104,8 @@ class PipelineSettings:
     reconnect: tuple[float, float] = (1.0, 30.0)
     full_every: int = 1
     region_margin: float = 0.5
+    motion: MotionConfig | None = None
+    min_size: int = 48
 
 
 class Classifier(Protocol):
@@ -142,7 +147,8 @@ class Pipeline:
         self.on_frame = on_frame
         self.stats = stats or Stats()
         self.sinks = SinkGroup(sinks, self.stats)
-        self.schedule = DetectionSchedule(s.full_every, s.region_margin, self.stats)
+        self.schedule = DetectionSchedule(s.full_every, s.region_margin, self.stats,
+                                          s.motion, s.min_size)
         live = source.live if s.drop_oldest is None else s.drop_oldest
         self.frames: FrameQueue[Frame | _End] = FrameQueue(
             s.queue_size, drop_oldest=live or s.rate is not None, keep=_End)
@@ -246,6 +252,7 @@ class Pipeline:
                 break
             stats.record("capture", time.perf_counter() - t0 - frame.gray_s)
             stats.record("gray", frame.gray_s)
+            self.schedule.observe(frame)
             n += 1
             self.frames.offer(frame, self.abort_event)
             stats.set("dropped", self.frames.dropped)
@@ -303,7 +310,8 @@ class Pipeline:
                 events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs)
                 stats.record("track", time.perf_counter() - t0)
                 if self.schedule.follows_tracks:
-                    self.schedule.track(tracker.boxes())
+                    self.schedule.track([Tracked(t.box, t.confirmed and t.missed == 0)
+                                         for t in tracker.tracks])
                 for ev in events:
                     self.events.put(ev)
                 stats.set("faces", sum(1 for t in tracker.tracks if t.confirmed))

@@ -1,57 +1,201 @@
 """The detection schedule: where the face detector looks in each frame.
 
-Haar detection is most of a frame's cost, and a full-frame search the most of that. The
-schedule runs a full-frame search every ``full_every`` frames and, in between, searches
-only windows around the faces being tracked (about a fifth of the cost), falling back to a
-full search when a tracked face is not found there (it moved fast, or the scene cut) or
-when nobody is tracked.
+Haar detection is most of a frame's cost, and a full-frame search the most of that. Two
+schedules, chosen per frame:
 
-The collector publishes the tracked boxes (:meth:`DetectionSchedule.track`); the workers
-read them (:meth:`DetectionSchedule.detect`). The published value is an immutable tuple
-replaced whole, so workers never see it half-written.
+**Motion first** (``motion.enabled``, the default). The capture thread measures motion on
+a tiny gray frame (:mod:`edge.motion`); a worker then runs the cascade only
+- in small windows around the faces being tracked, except a confirmed face with no motion
+  near it, which keeps its box (its pixels did not change, so neither would the
+  detector's answer) and is checked again every ``still_check_every`` frames;
+- on the moving areas that no tracked face explains (someone walking in);
+- on one slice of a full-frame search (a band of face sizes, i.e. of the cascade's scale
+  pyramid) on ``safety_slices`` of every ``safety_every`` frames: a safety net for faces
+  that appear without moving, which never stalls one frame with a whole search.
+A still scene without faces costs a tiny-frame comparison and nothing else.
+
+**Periodic**, when motion is off or more than ``max_share`` of the frame moved (the camera
+panned, the light changed, the first frame): a full-frame search every ``full_every``
+frames and windows around tracked faces in between, with a full search whenever a tracked
+face is not found in its window or nobody is tracked.
+
+Frames are counted, not timed, so what is searched in which frame does not depend on the
+machine. The collector publishes the tracked boxes (:meth:`DetectionSchedule.track`); the
+workers read them (:meth:`DetectionSchedule.detect`). The published value is an immutable
+tuple replaced whole, so workers never see it half-written.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import threading
 import time
+from dataclasses import dataclass
 
-from edge.faces import Box, FaceDetector
+from edge.config import MotionConfig
+from edge.faces import Box, FaceDetector, dedupe, iou
+from edge.motion import Motion, MotionDetector, search_regions
 from edge.sources import Frame
 from edge.stats import Stats
 
+#: Padding around a moving area before it is searched, per side, as a fraction of its size.
+_MOTION_PAD = 0.5
 
-class DetectionSchedule:
-    """Decides, per frame, between a full-frame search and windows around tracked faces.
+#: How far around a known face that its window missed the wider search reaches, per side.
+_LOST_PAD = 1.0
 
-    Args:
-        full_every: a full-frame search every this many frames (1: every frame).
-        region_margin: how far around a tracked face its window reaches, in face widths.
-        stats: gets the ``resize``/``detect`` timings and the ``detect_full``,
-            ``detect_partial`` and ``detect_fallback`` counters.
+#: For how many frames a face a worker just found is looked for around its box, whether or
+#: not the tracker has it yet. The tracker hears of a find only when its frame is collected,
+#: after the next frames are already being searched by the other workers; a face found by
+#: the safety search in a still scene would otherwise be missed by those frames and never
+#: be seen the frames in a row it needs to count.
+_RECENT_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A face the tracker follows, as published to the workers.
+
+    Attributes:
+        box: its latest box.
+        steady: confirmed and found in its latest frame. Only a steady face may keep its
+            box without a search; one that was missed is searched for every frame until
+            it is found again or leaves (so a false detection cannot live on unseen).
     """
 
-    def __init__(self, full_every: int, region_margin: float, stats: Stats) -> None:
+    box: Box
+    steady: bool
+
+
+class DetectionSchedule:
+    """Decides, per frame, where the cascade runs (see the module docstring).
+
+    Args:
+        full_every: periodic schedule: a full-frame search every this many frames.
+        region_margin: how far around a tracked face its window reaches, in face widths.
+        stats: gets the ``motion``/``resize``/``detect`` timings and a counter per kind
+            of search (``detect_full``, ``detect_partial``, ``detect_fallback``,
+            ``detect_motion``, ``detect_still``, ``detect_safety``).
+        motion: motion-first settings (``None`` or not enabled: always periodic).
+        min_size: smallest face side in full-resolution pixels (how small a moving area
+            may be searched).
+    """
+
+    def __init__(self, full_every: int, region_margin: float, stats: Stats,
+                 motion: MotionConfig | None = None, min_size: int = 48) -> None:
         self.full_every = full_every
         self.region_margin = region_margin
         self.stats = stats
-        self._regions: tuple[Box, ...] = ()
+        self.motion = motion if motion is not None and motion.enabled else None
+        self._motion = MotionDetector(self.motion) if self.motion is not None else None
+        self._least = 2 * min_size
+        self._tracked: tuple[Tracked, ...] = ()
+        self._recent: tuple[tuple[int, Box], ...] = ()  # (frame order, box) found lately
+        self._recent_lock = threading.Lock()
 
     @property
     def follows_tracks(self) -> bool:
         """Whether the collector needs to publish tracked boxes (:meth:`track`)."""
-        return self.full_every > 1
+        return self.full_every > 1 or self.motion is not None
 
-    def track(self, boxes: list[Box]) -> None:
+    def observe(self, frame: Frame) -> None:
+        """Measure ``frame``'s motion (capture thread, frames in order)."""
+        if self._motion is None:
+            return
+        t0 = time.perf_counter()
+        small = frame.small_gray
+        frame.motion = self._motion.update(small if small is not None else frame.gray,
+                                           frame.gray.shape)
+        self.stats.record("motion", time.perf_counter() - t0)
+
+    def track(self, tracked: list[Tracked]) -> None:
         """Publish the tracked faces' latest boxes (collector thread)."""
-        self._regions = tuple(boxes)
+        self._tracked = tuple(tracked)
 
     def detect(self, detector: FaceDetector, frame: Frame, order: int) -> list[Box]:
         """The faces in ``frame``, the ``order``-th frame handed to the workers."""
+        m, motion = self.motion, frame.motion
+        if m is not None and motion is not None and not motion.first:
+            boxes = self._motion_first(detector, frame, order, m, motion)
+            if boxes is not None:
+                return boxes
+        return self._periodic(detector, frame, order)
+
+    def _motion_first(self, detector: FaceDetector, frame: Frame, order: int,
+                      m: MotionConfig, motion: Motion) -> list[Box] | None:
+        """Motion-first search; ``None`` when the moving areas cover most of the frame."""
+        stats, tracked, shape = self.stats, self._tracked, frame.gray.shape
+        known = [t.box for t in tracked]
+        known += [b for o, b in self._recent if abs(o - order) < _RECENT_FRAMES
+                  and all(iou(b, k) < 0.3 for k in known)]
+        windows = [_widen(b, self.region_margin) for b in known]
+        unexplained = [b for b in motion.boxes if not any(_inside(b, w) for w in windows)]
+        regions = search_regions(unexplained, shape, _MOTION_PAD, self._least)
+        if sum(w * h for _, _, w, h in regions) > m.max_share * shape[0] * shape[1]:
+            return None
+        check_still = order % m.still_check_every == 0
+        moving: list[Box] = []
+        boxes: list[Box] = []
+        for i, (box, window) in enumerate(zip(known, windows, strict=True)):
+            steady = i < len(tracked) and tracked[i].steady
+            if steady and not check_still and not _touches(window, motion.boxes):
+                boxes.append(box)
+                stats.add("detect_still")
+            else:
+                moving.append(box)
+        t0 = time.perf_counter()
+        lost: list[Box] = []
+        if moving:
+            found = detector.detect_around(frame.gray, moving, self.region_margin)
+            lost = [b for b in moving if all(iou(b, f) == 0.0 for f in found)]
+            boxes += found
+            stats.add("detect_partial")
+        safety = m.safety_every and order % m.safety_every < m.safety_slices
+        if regions or safety or lost:
+            t1 = time.perf_counter()
+            small = (frame.small_gray if frame.small_gray is not None
+                     else detector.downscale(frame.gray))
+            t2 = time.perf_counter()
+            stats.record("resize", t2 - t1)
+            t0 += t2 - t1
+            scale = shape[1] / small.shape[1]
+            for region in regions:
+                boxes += detector.search(small, scale, region)
+                stats.add("detect_motion")
+            # A known face missing from its window moved fast or changed size: search a
+            # wider area around it at every size before counting it as missed.
+            for region in search_regions(lost, shape, _LOST_PAD, self._least):
+                boxes += detector.search(small, scale, region)
+                stats.add("detect_fallback")
+            if safety:
+                bands = size_bands(max(12, int(detector.cfg.min_size / scale)),
+                                   min(small.shape[:2]), detector.cfg.scale_factor,
+                                   m.safety_slices)
+                k = order % m.safety_every
+                if k < len(bands):
+                    boxes += detector.search(small, scale, sizes=bands[k])
+                    stats.add("detect_safety")
+        if moving or regions or safety or lost:
+            stats.record("detect", time.perf_counter() - t0)
+        boxes = dedupe(boxes)
+        self._remember(order, boxes)
+        return boxes
+
+    def _remember(self, order: int, boxes: list[Box]) -> None:
+        """Keep this frame's finds as places to look in the frames around it (workers)."""
+        with self._recent_lock:
+            latest = max([order, *(o for o, _ in self._recent)])
+            self._recent = tuple([(o, b) for o, b in self._recent
+                                  if o > latest - _RECENT_FRAMES]
+                                 + [(order, b) for b in boxes])
+
+    def _periodic(self, detector: FaceDetector, frame: Frame, order: int) -> list[Box]:
         stats = self.stats
-        regions = self._regions
+        regions = [t.box for t in self._tracked]
         if self.full_every > 1 and regions and order % self.full_every != 0:
             t0 = time.perf_counter()
-            boxes = detector.detect_around(frame.gray, list(regions), self.region_margin)
+            boxes = detector.detect_around(frame.gray, regions, self.region_margin)
             stats.record("detect", time.perf_counter() - t0)
             if len(boxes) >= len(regions):
                 stats.add("detect_partial")
@@ -67,3 +211,66 @@ class DetectionSchedule:
         stats.record("detect", t2 - t1)
         stats.add("detect_full")
         return boxes
+
+
+def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:
+    """One line saying which schedule runs with these settings (logs, the benchmark)."""
+    periodic = (f"full search every {full_every} frame(s), windows around faces in between"
+                if full_every > 1 else "full search every frame")
+    if motion is None or not motion.enabled:
+        return f"periodic: {periodic}"
+    safety = (f"a full search spread over {motion.safety_slices} of every "
+              f"{motion.safety_every} frames" if motion.safety_every else "no safety search")
+    still = (f"still faces checked every {motion.still_check_every} frames"
+             if motion.still_check_every > 1 else "every face searched every frame")
+    return (f"motion first: {motion.width}-px motion frame, threshold {motion.threshold:g}; "
+            f"windows around faces ({still}); moving areas; {safety}; when moving areas "
+            f"cover over {motion.max_share:.0%} of the frame: {periodic}")
+
+
+def size_bands(smallest: int, largest: int, factor: float, slices: int) -> list[tuple[int, int]]:
+    """Split face sizes ``smallest..largest`` into ``slices`` bands of about equal search cost.
+
+    The cascade searches each window size over the whole image, shrunk so the window is
+    its 24-pixel base: the cost of a size falls with its square. Bands are cut where the
+    running cost crosses each ``1/slices`` share, and each overlaps the next by one scale
+    step so a face at a boundary still gets the neighbours it needs.
+    """
+    if largest < smallest:
+        return []
+    sizes = [float(smallest)]
+    while sizes[-1] * factor <= largest:
+        sizes.append(sizes[-1] * factor)
+    costs = [1.0 / (s * s) for s in sizes]
+    total, run, cut = sum(costs), 0.0, [0]
+    for i, c in enumerate(costs):
+        run += c
+        if run >= total * len(cut) / slices and len(cut) < slices and i + 1 < len(sizes):
+            cut.append(i + 1)
+    cut.append(len(sizes))
+    bands = []
+    for a, b in itertools.pairwise(cut):
+        lo = math.floor(sizes[max(0, a - 1)]) if a else smallest
+        hi = math.ceil(sizes[b - 1] * factor) if b < len(sizes) else largest
+        bands.append((lo, min(hi, largest)))
+    return bands
+
+
+def _widen(box: Box, margin: float) -> Box:
+    x, y, w, h = box
+    dx, dy = round(w * margin), round(h * margin)
+    return x - dx, y - dy, w + 2 * dx, h + 2 * dy
+
+
+def _touches(window: Box, boxes: tuple[Box, ...]) -> bool:
+    """Whether any of ``boxes`` overlaps ``window``."""
+    x, y, w, h = window
+    return any(bx < x + w and x < bx + bw and by < y + h and y < by + bh
+               for bx, by, bw, bh in boxes)
+
+
+def _inside(box: Box, window: Box) -> bool:
+    """Whether most of ``box`` lies in ``window`` (the motion is that face's own)."""
+    ix = min(box[0] + box[2], window[0] + window[2]) - max(box[0], window[0])
+    iy = min(box[1] + box[3], window[1] + window[3]) - max(box[1], window[1])
+    return ix > 0 and iy > 0 and 2 * ix * iy >= box[2] * box[3]

@@ -14,6 +14,7 @@ import time
 from edge.config import Config
 from edge.notify import Notifier
 from edge.pipeline import Pipeline, RunResult
+from edge.schedule import describe_schedule
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Service:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         p, stats, notifier = self.pipeline, self.pipeline.stats, self.notifier
+        log.info("detection: %s", describe_schedule(self.cfg.detector.full_every,
+                                                    self.cfg.motion))
         p.start()
         notifier.ready("starting")
         every = self.cfg.pipeline.stats_every_s

@@ -14,13 +14,16 @@ import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 
 from edge.config import SourceConfig
 from edge.images import ImageError, read_image
+
+if TYPE_CHECKING:
+    from edge.motion import Motion
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class Frame:
             or ``None`` to let the detector downscale ``gray``.
         name: file name for still images, else ``""``.
         gray_s: seconds spent converting to gray (reported as its own stage).
+        motion: where the picture moved since the last frames (set by the detection
+            schedule in the capture thread; ``None`` without motion-first detection).
     """
 
     seq: int
@@ -57,6 +62,7 @@ class Frame:
     small_gray: np.ndarray | None = None
     name: str = ""
     gray_s: float = 0.0
+    motion: Motion | None = None
 
 
 class FrameSource(Protocol):

@@ -126,10 +126,6 @@ class Tracker:
                 counts[t.reported] = counts.get(t.reported, 0) + 1
         return self.labels[max(counts, key=counts.get)] if counts else None
 
-    def boxes(self) -> list[Box]:
-        """Last boxes of the live tracks (where to look for them next)."""
-        return [t.box for t in self.tracks]
-
     def _associate(self, boxes: list[Box]) -> tuple[list[tuple[Track, int]], list[int]]:
         pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks)
                         for bi, b in enumerate(boxes)), reverse=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.bench import events_versus, sibling_models
 from edge.bench import main as bench_main
-from edge.bench import run_pipeline, sibling_models
+from edge.bench_runs import run_pipeline
 from edge.config import load
 from edge.model import EmotionClassifier, classify_latency
 from tests.conftest import model_mode
@@ -25,9 +26,10 @@ def test_json_has_every_field(device_models: Path, tmp_path: Path, capsys) -> No
                        "--frames", "20", "--warmup", "5", "--json", str(out)])
     assert code == 0
     r = json.loads(out.read_text())
-    for key in ("machine", "runtime", "model", "source", "detector", "classifier", "pipeline",
-                "peak_rss_mb"):
+    for key in ("machine", "runtime", "model", "source", "detector", "motion", "schedule",
+                "classifier", "pipeline", "peak_rss_mb"):
         assert key in r, key
+    assert r["schedule"].startswith("motion first")
     alone = r["classifier"]
     assert alone["batch"] == 1 and alone["runs"] == 300 and alone["threads"] == 1
     assert 0 < alone["p50_ms"] <= alone["p95_ms"]
@@ -41,7 +43,7 @@ def test_json_has_every_field(device_models: Path, tmp_path: Path, capsys) -> No
         s = p["stages_ms"][stage]
         assert 0 <= s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"], stage
     out = capsys.readouterr().out
-    assert "frames/s" in out and "ms per face" in out
+    assert "frames/s" in out and "ms per face" in out and "schedule  motion first" in out
 
 
 def test_compare_rows_are_consistent(device_models: Path, tmp_path: Path) -> None:
@@ -66,6 +68,34 @@ def test_compare_rows_are_consistent(device_models: Path, tmp_path: Path) -> Non
     for r in rows:
         assert r["frames"] == 15 and r["fps"] > 0
         assert r["frames_with_face"] <= r["frames"]
+    # The schedules side by side, and what decoding alone allows.
+    full = next(r for r in rows if r.get("reference"))
+    assert full["name"].endswith("full search each frame") and full["detections"]["full"] == 15
+    assert any(n.endswith("periodic schedule") for n in names)
+    decode = next(r for r in rows if r["name"].startswith("decode only"))
+    assert decode["frames_with_face"] == 0 and decode["fps"] > 0
+
+
+def test_events_are_compared_with_the_full_search() -> None:
+    ref = {"face_ids": [1], "changed": [[10, 1, "sad"], [40, 1, "happy"]]}
+    assert events_versus(ref, ref) == "reference (2)"
+    late = {"face_ids": [1], "changed": [[11, 1, "sad"], [38, 1, "happy"]]}
+    assert events_versus(late, ref) == "same (±2 fr)"
+    other = {"face_ids": [1, 2], "changed": [[10, 1, "sad"], [40, 1, "happy"]]}
+    assert events_versus(other, ref).startswith("differ: 2 id(s)")
+    assert events_versus({"fps": 1}, ref) == "-"
+
+
+def test_size_re_encodes_the_clip_first(device_models: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert bench_main(["--source", SAMPLE, "--model", str(device_models / "emotion_int8.tflite"),
+                       "--frames", "10", "--warmup", "2", "--latency-runs", "5",
+                       "--size", "1280x720", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["source"]["size"] == [1280, 720] and r["pipeline"]["frames_with_face"] >= 8
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["--size", "big"])
+    assert exc.value.code == 2
 
 
 def test_rate_replays_as_a_camera(device_models: Path) -> None:
@@ -78,15 +108,20 @@ def test_rate_replays_as_a_camera(device_models: Path) -> None:
 
 def test_no_face_is_lost_at_the_default_detection_schedule(device_models: Path) -> None:
     cfg = load(None, {"model.path": str(device_models / "emotion_int8.tflite")})
-    assert cfg.detector.full_every > 1  # the default detects around tracked faces
-    every = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, full_every=1))
+    assert cfg.motion.enabled and cfg.detector.full_every > 1
+    every = dataclasses.replace(cfg, motion=dataclasses.replace(cfg.motion, enabled=False),
+                                detector=dataclasses.replace(cfg.detector, full_every=1))
     clfs = [EmotionClassifier(cfg.model.path) for _ in range(2)]
     frames = 180  # the clip twice: the loop point is a scene cut
     default = run_pipeline(cfg, SAMPLE, clfs, frames, warmup=0)
     full = run_pipeline(every, SAMPLE, clfs, frames, warmup=0)
     assert full["frames_with_face"] == frames
     assert default["frames_with_face"] == full["frames_with_face"]
-    assert default["detections"]["around_faces"] > frames / 2
+    assert len(default["face_ids"]) == len(full["face_ids"])
+    # The clip pans over a photo: the whole frame moves, and the periodic schedule (windows
+    # around the face, a full search now and then) takes over from motion first.
+    assert default["detections"]["partial"] > frames / 2
+    assert default["detections"]["full"] < frames / 3
 
 
 def test_sibling_models(tmp_path: Path) -> None:

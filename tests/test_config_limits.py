@@ -15,7 +15,8 @@ FLOAT_KEYS = ("source.fps", "source.stall_timeout_s", "source.reconnect.initial_
               "source.reconnect.max_s", "detector.scale_factor", "detector.margin",
               "detector.region_margin", "tracking.iou_threshold", "tracking.smoothing",
               "tracking.summary_every_s", "sinks.mqtt.state_every_s",
-              "sinks.mqtt.reconnect.initial_s", "pipeline.stats_every_s")
+              "sinks.mqtt.reconnect.initial_s", "pipeline.stats_every_s",
+              "motion.threshold", "motion.max_share")
 
 
 @pytest.mark.parametrize("key", FLOAT_KEYS)
@@ -34,6 +35,10 @@ def test_every_float_must_be_finite(key: str, value: float) -> None:
     ("model.threads", 10**30, "1,000,000,000"),
     ("model.threads", 65, "64"),
     ("source.reconnect.initial_s", 1e9, "3600"),
+    ("motion.safety_every", 10**6, "10000"),
+    ("motion.safety_slices", 17, "16"),
+    ("motion.still_check_every", 10**30, "1,000,000,000"),
+    ("pipeline.opencv_threads", 65, "64"),
 ])
 def test_integers_and_durations_have_an_upper_bound(key: str, value: float, most: str) -> None:
     with pytest.raises(ConfigError, match=f"{key}: must be at most {most}"):

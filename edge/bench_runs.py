@@ -1,0 +1,168 @@
+"""The runs ``python -m edge.bench`` measures: the pipeline, the sequential loop, decoding alone.
+
+Each returns a dict of figures (frames per second, CPU, drops, faces found, and for the
+pipeline its stage latencies and the events it wrote), so a report can set runs side by
+side on the same frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.assemble import build_detector, build_device, build_tracker
+from edge.config import Config
+from edge.faces import extract_faces
+from edge.model import EmotionClassifier
+from edge.pipeline import Pipeline
+from edge.sinks.log import JsonLinesSink
+from edge.sources import OpenCVSource
+from edge.stats import Stats
+
+
+class Usage:
+    """CPU time and wall time between two points of this process."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        self.cpu = r.ru_utime + r.ru_stime
+
+    def since(self) -> tuple[float, float]:
+        """Seconds of wall time and CPU percent (100 = one core) since construction."""
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        wall = time.perf_counter() - self.wall
+        return wall, 100.0 * (r.ru_utime + r.ru_stime - self.cpu) / max(wall, 1e-9)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def clip_source(path: str, cfg: Config) -> OpenCVSource:
+    """The clip as the service would read it (gray only), looping so any count fits."""
+    return OpenCVSource(path, cfg.source.width, cfg.source.height, cfg.source.fps, loop=True,
+                        keep_color=False)
+
+
+def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], frames: int,
+                 warmup: int, rate: float | None = None) -> dict:
+    """Figures for the threaded pipeline over ``frames`` frames of ``path``.
+
+    Besides speed: frames with a face, the face ids seen and every ``changed`` event as
+    ``[frame, face, emotion]``, so schedules can be compared on what they report.
+    """
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        log = Path(tmp) / "events.jsonl"
+
+        def once(n: int, stats: Stats, pace: float | None) -> tuple[Pipeline, float, float]:
+            run_cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(
+                cfg.pipeline, max_frames=n, annotate_video=None))
+            with build_device(run_cfg, source=clip_source(path, cfg),
+                              sinks=[JsonLinesSink(log)], classifiers=classifiers,
+                              stats=stats, rate=pace) as device:
+                p = device.pipeline
+                usage = Usage()
+                result = p.run()
+                if result.error is not None:
+                    raise result.error
+                wall, cpu = usage.since()
+            return p, wall, cpu
+
+        if warmup:
+            once(warmup, Stats(), None)
+            log.unlink(missing_ok=True)
+        stats = Stats()
+        p, wall, cpu = once(frames, stats, rate)
+        events = [json.loads(line) for line in log.read_text().splitlines()]
+    snap = stats.snapshot()
+    c = snap["counters"]
+    done = c.get("frames", 0)
+    return {
+        "fps": round(done / wall, 2), "frames": done, "wall_s": round(wall, 3),
+        "dropped": p.frames.dropped, "cpu_percent": round(cpu, 1),
+        "faces_per_frame": round(c.get("faces_detected", 0) / max(done, 1), 3),
+        "frames_with_face": c.get("frames_with_face", 0),
+        "detections": {k.removeprefix("detect_"): v for k, v in sorted(c.items())
+                       if k.startswith("detect_")},
+        "events": c.get("events", 0), "stages_ms": snap["stages"],
+        "face_ids": sorted({e["face"] for e in events}),
+        "changed": [[e["frame"], e["face"], e["emotion"]] for e in events
+                    if e["type"] == "changed"],
+    }
+
+
+def run_sequential(cfg: Config, path: str, classifier: EmotionClassifier, frames: int,
+                   warmup: int) -> dict:
+    """The single-thread loop: read, detect (full frame), classify, track, repeat."""
+    det = build_detector(cfg)
+    tracker = build_tracker(cfg, classifier)
+    src = clip_source(path, cfg)
+    src.open()
+    try:
+        for _ in range(warmup):
+            f = src.read()
+            classifier.classify(extract_faces(f.gray, det.detect(f.gray), cfg.detector.margin))
+        src.close()
+        src = clip_source(path, cfg)
+        src.open()
+        with_face = faces = 0
+        usage = Usage()
+        for _ in range(frames):
+            f = src.read()
+            boxes = det.detect(f.gray)
+            probs = classifier.classify(extract_faces(f.gray, boxes, cfg.detector.margin))
+            tracker.update(f.seq, f.ts, f.mono, boxes, probs)
+            faces += len(boxes)
+            with_face += bool(boxes)
+        wall, cpu = usage.since()
+    finally:
+        src.close()
+    return {"fps": round(frames / wall, 2), "frames": frames, "wall_s": round(wall, 3),
+            "dropped": 0, "cpu_percent": round(cpu, 1),
+            "faces_per_frame": round(faces / frames, 3), "frames_with_face": with_face}
+
+
+def run_decode(cfg: Config, path: str, frames: int) -> dict:
+    """Reading alone (decode and gray conversion, as the capture thread does): the ceiling
+    no pipeline on this source can pass."""
+    src = clip_source(path, cfg)
+    src.open()
+    try:
+        src.read()
+        usage = Usage()
+        for _ in range(frames):
+            src.read()
+        wall, cpu = usage.since()
+    finally:
+        src.close()
+    return {"fps": round(frames / wall, 2), "frames": frames, "wall_s": round(wall, 3),
+            "dropped": 0, "cpu_percent": round(cpu, 1), "frames_with_face": 0}
+
+
+def resized_clip(path: str, size: tuple[int, int], frames: int, out_dir: Path) -> str:
+    """A copy of ``path``'s first ``frames`` frames at ``size`` (width, height), for
+    measuring what a camera of that resolution would cost (written once, mp4v)."""
+    cap = cv2.VideoCapture(path)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    out = out_dir / f"{Path(path).stem}_{size[0]}x{size[1]}.mp4"
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    try:
+        for _ in range(frames):
+            ok, image = cap.read()
+            if not ok:
+                break
+            writer.write(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+                         if image.shape[1::-1] != size else np.ascontiguousarray(image))
+    finally:
+        cap.release()
+        writer.release()
+    return str(out)
