@@ -156,6 +156,8 @@ def measure(cfg: Config, args: argparse.Namespace, source: str,
                             **classify_latency(classifiers[0], args.latency_runs)}
     report["pipeline"] = {"workers": workers, **run_pipeline(
         cfg, source, classifiers[:workers], args.frames, args.warmup, args.rate)}
+    if args.rate:
+        report["decode_at_rate"] = run_decode(cfg, source, args.frames, args.rate)
     if args.compare:
         report["compare"] = _compare_rows(cfg, args, source, classifiers)
     report["peak_rss_mb"] = peak_rss_mb()
@@ -236,6 +238,10 @@ def print_report(report: dict, cfg: Config) -> None:
           f"{pr['faces_per_frame']:.2f}, frames with a face {pr['frames_with_face']}/"
           f"{pr['frames']}, peak RSS {report['peak_rss_mb']} MB")
     print(stage_table(pr["stages_ms"]))
+    if "decode_at_rate" in report:
+        dec = report["decode_at_rate"]["cpu_percent"]
+        print(f"decoding alone at {report['rate']:g} frames/s: CPU {dec:.0f}% (the pipeline's "
+              f"own work: {pr['cpu_percent'] - dec:.0f}%)")
     if "compare" in report:
         print("\ncomparison (same frames):")
         print(compare_table(report["compare"]))

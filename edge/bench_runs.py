@@ -131,15 +131,21 @@ def run_sequential(cfg: Config, path: str, classifier: EmotionClassifier, frames
             "faces_per_frame": round(faces / frames, 3), "frames_with_face": with_face}
 
 
-def run_decode(cfg: Config, path: str, frames: int) -> dict:
-    """Reading alone (decode and gray conversion, as the capture thread does): the ceiling
-    no pipeline on this source can pass."""
+def run_decode(cfg: Config, path: str, frames: int, rate: float | None = None) -> dict:
+    """Reading alone (decode and gray conversion, as the capture thread does): at full
+    speed, the ceiling no pipeline on this source can pass; at ``rate`` frames per second,
+    the CPU a camera-paced pipeline spends before it does any work of its own."""
     src = clip_source(path, cfg)
     src.open()
     try:
         src.read()
         usage = Usage()
-        for _ in range(frames):
+        start = time.monotonic()
+        for n in range(frames):
+            if rate:
+                delay = start + n / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
             src.read()
         wall, cpu = usage.since()
     finally:

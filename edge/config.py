@@ -113,6 +113,7 @@ class MotionConfig:
     max_share: float = 0.25
     safety_every: int = 30
     safety_slices: int = 4
+    search_every: int = 3
     still_check_every: int = 1
 
     def _validate(self, at: str) -> None:
@@ -129,6 +130,7 @@ class MotionConfig:
         if self.safety_every and self.safety_slices > self.safety_every:
             raise ConfigError(f"{at}.safety_slices: must be at most safety_every "
                               f"({self.safety_every}), got {self.safety_slices}")
+        positive(self.search_every, f"{at}.search_every", 1000)
         positive(self.still_check_every, f"{at}.still_check_every", 10_000)
 
 

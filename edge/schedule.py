@@ -5,10 +5,14 @@ schedules, chosen per frame:
 
 **Motion first** (``motion.enabled``, the default). The capture thread measures motion on
 a tiny gray frame (:mod:`edge.motion`); a worker then runs the cascade only
-- in small windows around the faces being tracked, except a confirmed face with no motion
-  near it, which keeps its box (its pixels did not change, so neither would the
-  detector's answer) and is checked again every ``still_check_every`` frames;
-- on the moving areas that no tracked face explains (someone walking in);
+- around the known faces (tracked, or found by a worker in the last few frames), on one
+  frame in ``search_every``: in a tight window where template matching says the face
+  went (:mod:`edge.follow`), or a wider one around its last box. In between, a face is
+  followed by template matching alone (a fraction of a millisecond), unless the match is
+  poor. With ``still_check_every`` above 1, a steady face with no motion near it keeps
+  its box without either and is checked every that many frames. A known face missing
+  from its window is searched for in a wider area at every size;
+- on the moving areas that no known face explains (someone walking in);
 - on one slice of a full-frame search (a band of face sizes, i.e. of the cascade's scale
   pyramid) on ``safety_slices`` of every ``safety_every`` frames: a safety net for faces
   that appear without moving, which never stalls one frame with a whole search.
@@ -33,8 +37,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from edge.config import MotionConfig
 from edge.faces import Box, FaceDetector, dedupe, iou
+from edge.follow import Template, cut, follow
 from edge.motion import Motion, MotionDetector, search_regions
 from edge.sources import Frame
 from edge.stats import Stats
@@ -44,6 +51,18 @@ _MOTION_PAD = 0.5
 
 #: How far around a known face that its window missed the wider search reaches, per side.
 _LOST_PAD = 1.0
+
+#: How far a face may move between frames when followed, per side, in face widths; and
+#: the template match below which the cascade searches for it instead.
+_FOLLOW_REACH = 0.25
+_FOLLOW_MATCH = 0.6
+
+#: The cascade's window around a face just followed to where it is now, per side, in face
+#: widths: tighter than ``region_margin`` (which allows for a box a few frames old), so
+#: the check costs about half as much.
+_CHECK_MARGIN = 0.25
+_CHECK_SIZES = (0.8, 1.25)
+_CHECK_FACE_PX = 64
 
 #: For how many frames a face a worker just found is looked for around its box, whether or
 #: not the tracker has it yet. The tracker hears of a find only when its frame is collected,
@@ -92,6 +111,7 @@ class DetectionSchedule:
         self._least = 2 * min_size
         self._tracked: tuple[Tracked, ...] = ()
         self._recent: tuple[tuple[int, Box], ...] = ()  # (frame order, box) found lately
+        self._templates: tuple[Template, ...] = ()  # the cascade's finds lately
         self._recent_lock = threading.Lock()
 
     @property
@@ -135,22 +155,37 @@ class DetectionSchedule:
         if sum(w * h for _, _, w, h in regions) > m.max_share * shape[0] * shape[1]:
             return None
         check_still = order % m.still_check_every == 0
-        moving: list[Box] = []
-        boxes: list[Box] = []
+        search_all = order % m.search_every == 0
+        moving: list[Box] = []  # searched by the cascade in a window around the last box
+        followed: list[Box] = []  # followed here, then searched in a tight window
+        kept: list[Box] = []  # boxes not found by the cascade in this frame
+        t0 = time.perf_counter()
         for i, (box, window) in enumerate(zip(known, windows, strict=True)):
             steady = i < len(tracked) and tracked[i].steady
             if steady and not check_still and not _touches(window, motion.boxes):
-                boxes.append(box)
+                kept.append(box)
                 stats.add("detect_still")
-            else:
-                moving.append(box)
-        t0 = time.perf_counter()
-        lost: list[Box] = []
-        if moving:
-            found = detector.detect_around(frame.gray, moving, self.region_margin)
-            lost = [b for b in moving if all(iou(b, f) == 0.0 for f in found)]
-            boxes += found
+                continue
+            template = self._template_for(box, order)
+            if template is not None:
+                moved, score = follow(frame.gray, template, _FOLLOW_REACH)
+                if score >= _FOLLOW_MATCH:
+                    if search_all:  # the cascade checks it where it now is
+                        followed.append(moved)
+                    else:
+                        kept.append(moved)
+                        stats.add("detect_followed")
+                    continue
+            moving.append(box)
+        found: list[Box] = []
+        if followed:
+            found += detector.detect_around(frame.gray, followed, _CHECK_MARGIN, _CHECK_SIZES,
+                                            _CHECK_FACE_PX)
             stats.add("detect_partial")
+        if moving:
+            found += detector.detect_around(frame.gray, moving, self.region_margin)
+            stats.add("detect_partial")
+        lost = [b for b in followed + moving if all(iou(b, f) == 0.0 for f in found)]
         safety = m.safety_every and order % m.safety_every < m.safety_slices
         if regions or safety or lost:
             t1 = time.perf_counter()
@@ -161,12 +196,12 @@ class DetectionSchedule:
             t0 += t2 - t1
             scale = shape[1] / small.shape[1]
             for region in regions:
-                boxes += detector.search(small, scale, region)
+                found += detector.search(small, scale, region)
                 stats.add("detect_motion")
             # A known face missing from its window moved fast or changed size: search a
             # wider area around it at every size before counting it as missed.
             for region in search_regions(lost, shape, _LOST_PAD, self._least):
-                boxes += detector.search(small, scale, region)
+                found += detector.search(small, scale, region)
                 stats.add("detect_fallback")
             if safety:
                 bands = size_bands(max(12, int(detector.cfg.min_size / scale)),
@@ -174,21 +209,37 @@ class DetectionSchedule:
                                    m.safety_slices)
                 k = order % m.safety_every
                 if k < len(bands):
-                    boxes += detector.search(small, scale, sizes=bands[k])
+                    # The known faces are searched in their own windows; blanked here, the
+                    # safety search rejects their areas at its first stage instead of
+                    # spending most of its time on them.
+                    found += detector.search(_blanked(small, known + found, scale), scale,
+                                             sizes=bands[k])
                     stats.add("detect_safety")
-        if moving or regions or safety or lost:
-            stats.record("detect", time.perf_counter() - t0)
-        boxes = dedupe(boxes)
-        self._remember(order, boxes)
+        stats.record("detect", time.perf_counter() - t0)
+        found = dedupe(found)
+        boxes = dedupe(found + kept)
+        self._remember(order, boxes, [c for b in found if (c := cut(frame.gray, b, order))])
         return boxes
 
-    def _remember(self, order: int, boxes: list[Box]) -> None:
-        """Keep this frame's finds as places to look in the frames around it (workers)."""
+    def _template_for(self, box: Box, order: int) -> Template | None:
+        """The cascade's nearest earlier find of the face at ``box``, to follow it from."""
+        best = None
+        for t in self._templates:
+            if t.order < order and iou(t.box, box) >= 0.3 and (
+                    best is None or t.order > best.order):
+                best = t
+        return best
+
+    def _remember(self, order: int, boxes: list[Box], templates: list[Template]) -> None:
+        """Keep this frame's finds as places to look in the frames around it, and the
+        cascade's finds as templates to follow them by (workers)."""
         with self._recent_lock:
             latest = max([order, *(o for o, _ in self._recent)])
             self._recent = tuple([(o, b) for o, b in self._recent
                                   if o > latest - _RECENT_FRAMES]
                                  + [(order, b) for b in boxes])
+            self._templates = tuple([t for t in self._templates
+                                     if t.order > latest - _RECENT_FRAMES] + templates)
 
     def _periodic(self, detector: FaceDetector, frame: Frame, order: int) -> list[Box]:
         stats = self.stats
@@ -221,10 +272,12 @@ def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:
         return f"periodic: {periodic}"
     safety = (f"a full search spread over {motion.safety_slices} of every "
               f"{motion.safety_every} frames" if motion.safety_every else "no safety search")
-    still = (f"still faces checked every {motion.still_check_every} frames"
-             if motion.still_check_every > 1 else "every face searched every frame")
+    still = (f", still ones checked every {motion.still_check_every}"
+             if motion.still_check_every > 1 else "")
+    faces = (f"faces followed by template and searched every {motion.search_every} frames"
+             if motion.search_every > 1 else "faces searched every frame")
     return (f"motion first: {motion.width}-px motion frame, threshold {motion.threshold:g}; "
-            f"windows around faces ({still}); moving areas; {safety}; when moving areas "
+            f"{faces}{still}; moving areas searched; {safety}; when moving areas "
             f"cover over {motion.max_share:.0%} of the frame: {periodic}")
 
 
@@ -254,6 +307,18 @@ def size_bands(smallest: int, largest: int, factor: float, slices: int) -> list[
         hi = math.ceil(sizes[b - 1] * factor) if b < len(sizes) else largest
         bands.append((lo, min(hi, largest)))
     return bands
+
+
+def _blanked(small: np.ndarray, boxes: list[Box], scale: float) -> np.ndarray:
+    """A copy of ``small`` with each of ``boxes`` (full-resolution pixels) filled flat."""
+    if not boxes:
+        return small
+    out = small.copy()
+    fill = int(small.mean())
+    for x, y, w, h in boxes:
+        out[max(0, int(y / scale)):int((y + h) / scale) + 1,
+            max(0, int(x / scale)):int((x + w) / scale) + 1] = fill
+    return out
 
 
 def _widen(box: Box, margin: float) -> Box:

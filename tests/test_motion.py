@@ -223,7 +223,8 @@ def test_when_most_of_the_frame_moves_the_periodic_schedule_takes_over() -> None
 
 
 def test_a_steady_still_face_keeps_its_box_when_asked_to_and_is_checked_again() -> None:
-    cfg = load(None, {"motion.still_check_every": 5, "motion.safety_every": 0})
+    cfg = load(None, {"motion.still_check_every": 5, "motion.safety_every": 0,
+                      "motion.search_every": 1})
     stats = Stats()
     schedule, detector = _schedule(cfg, stats), FaceDetector(cfg.detector)
     clip = make_clip(20, lambda i: (100, 60, 1.0))
@@ -307,3 +308,35 @@ def test_the_schedule_is_described_and_old_configs_keep_loading(tmp_path: Path) 
         load(None, {"motion.safety_every": 3, "motion.safety_slices": 4})
     with pytest.raises(ConfigError, match=r"motion\.width: must be in 32\.\.640"):
         load(None, {"motion.width": 8})
+
+
+# -- following a face between searches ----------------------------------------------------
+
+def test_a_followed_face_moves_with_the_picture_and_a_stranger_matches_poorly() -> None:
+    from edge.follow import cut, follow
+
+    frames = make_clip(2, lambda i: (100 + 9 * i, 60 + 4 * i, 1.0))
+    box = FaceDetector(DetectorConfig()).detect(frames[0])[0]
+    template = cut(frames[0], box, 0)
+    assert template is not None and template.order == 0
+    (x, y, w, h), score = follow(frames[1], template, 0.25)
+    assert abs(x - (box[0] + 9)) <= 2 and abs(y - (box[1] + 4)) <= 2 and (w, h) == box[2:]
+    assert score > 0.9
+    empty = make_clip(1, lambda i: None)[0]
+    assert follow(empty, template, 0.25)[1] < 0.6
+    assert cut(frames[0], (300, 200, 50, 50), 0) is None  # not inside the frame
+
+
+def test_between_searches_known_faces_are_followed() -> None:
+    cfg = load(None, {"motion.safety_every": 0})
+    stats = Stats()
+    schedule, detector = _schedule(cfg, stats), FaceDetector(cfg.detector)
+    clip = make_clip(30, lambda i: (60 + 3 * i, 60, 1.0), (480, 640))  # drifting right
+    for i, gray in enumerate(clip):
+        frame = Frame(i, 0.0, 0.0, gray)
+        schedule.observe(frame)
+        boxes = schedule.detect(detector, frame, i)
+        assert len(boxes) == 1 and abs(boxes[0][0] - (60 + 3 * i) - 15) <= 8, (i, boxes)
+    c = stats.snapshot()["counters"]
+    assert c["detect_followed"] >= 16 and c["detect_partial"] <= 10
+    assert "detect_fallback" not in c
