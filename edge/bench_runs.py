@@ -156,18 +156,27 @@ def run_decode(cfg: Config, path: str, frames: int, rate: float | None = None) -
 
 def resized_clip(path: str, size: tuple[int, int], frames: int, out_dir: Path) -> str:
     """A copy of ``path``'s first ``frames`` frames at ``size`` (width, height), for
-    measuring what a camera of that resolution would cost (written once, mp4v)."""
+    measuring what a camera of that resolution would cost (written once, mp4v).
+
+    Each frame is scaled as a whole to fit and centred on a black frame: faces keep
+    their shape, as a wider camera would see them, instead of being stretched."""
     cap = cv2.VideoCapture(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     out = out_dir / f"{Path(path).stem}_{size[0]}x{size[1]}.mp4"
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    canvas = np.zeros((size[1], size[0], 3), np.uint8)
     try:
         for _ in range(frames):
             ok, image = cap.read()
             if not ok:
                 break
-            writer.write(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-                         if image.shape[1::-1] != size else np.ascontiguousarray(image))
+            h, w = image.shape[:2]
+            k = min(size[0] / w, size[1] / h)
+            fw, fh = round(w * k), round(h * k)
+            x0, y0 = (size[0] - fw) // 2, (size[1] - fh) // 2
+            canvas[y0:y0 + fh, x0:x0 + fw] = cv2.resize(image, (fw, fh),
+                                                        interpolation=cv2.INTER_LINEAR)
+            writer.write(canvas)
     finally:
         cap.release()
         writer.release()

@@ -112,8 +112,7 @@ class FaceDetector:
             s = min(1.0, face_px / max(w, 1))
             roi = gray[y0:y1, x0:x1]
             if s < 1.0:
-                roi = cv2.resize(roi, (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))),
-                                 interpolation=cv2.INTER_AREA)
+                roi = shrink(roi, (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))))
             lo = max(20, int(sizes[0] * w * s))
             hi = max(lo + 1, int(sizes[1] * w * s))
             img = cv2.equalizeHist(roi) if self.cfg.equalize else roi
@@ -136,7 +135,7 @@ class FaceDetector:
         dh = max(1, round(h * dw / w))
         if self._small is None or self._small.shape != (dh, dw):
             self._small = np.empty((dh, dw), np.uint8)
-        cv2.resize(gray, (dw, dh), dst=self._small, interpolation=cv2.INTER_AREA)
+        shrink(gray, (dw, dh), self._small)
         return self._small
 
     def search(self, small: np.ndarray, scale: float, region: Box | None = None,
@@ -172,6 +171,22 @@ class FaceDetector:
                   round(rh * scale)) for (rx, ry, rw, rh) in rects]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes
+
+
+def shrink(image: np.ndarray, size: tuple[int, int],
+           dst: np.ndarray | None = None) -> np.ndarray:
+    """``image`` shrunk to ``size`` (width, height) by area averaging, at a cost that does
+    not grow with ``image``'s resolution.
+
+    Averaging every source pixel costs in proportion to the source: a 720p camera's face
+    window would cost four times a VGA one's for the same result. Past three source
+    pixels per output pixel, every other (third, ...) row and column is skipped first (a
+    free view), and the rest averaged: enough samples per output pixel for the cascade.
+    """
+    step = int(min(image.shape[1] / size[0], image.shape[0] / size[1]) // 3)
+    if step > 1:
+        image = image[::step, ::step]
+    return cv2.resize(image, size, dst=dst, interpolation=cv2.INTER_AREA)
 
 
 def crop_box(box: Box, frame_shape: tuple[int, ...], margin: float) -> Box:

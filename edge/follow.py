@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.faces import Box
+from edge.faces import Box, shrink
 
 #: Template width in pixels: enough detail to lock onto a face, small enough to be cheap.
 TEMPLATE_PX = 32
@@ -37,8 +37,7 @@ def cut(gray: np.ndarray, box: Box, order: int) -> Template | None:
     x, y, w, h = box
     if w < 8 or h < 8 or x < 0 or y < 0 or x + w > gray.shape[1] or y + h > gray.shape[0]:
         return None
-    patch = cv2.resize(gray[y:y + h, x:x + w], (TEMPLATE_PX, TEMPLATE_PX),
-                       interpolation=cv2.INTER_AREA)
+    patch = shrink(gray[y:y + h, x:x + w], (TEMPLATE_PX, TEMPLATE_PX))
     return Template(order, box, patch)
 
 
