@@ -64,10 +64,6 @@ class MotionDetector:
         self._shape: tuple[int, int] | None = None
         self._seen = 0  # frames since the last (re)start
 
-    def reset(self) -> None:
-        """Forget the scene (after a reconnect or a cut): the next frames count as new."""
-        self._average = None
-
     def update(self, gray: np.ndarray, shape: tuple[int, ...] | None = None) -> Motion:
         """Compare ``gray`` with the scene so far.
 

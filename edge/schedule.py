@@ -58,11 +58,10 @@ _FOLLOW_REACH = 0.25
 _FOLLOW_MATCH = 0.6
 
 #: The cascade's window around a face just followed to where it is now, per side, in face
-#: widths: tighter than ``region_margin`` (which allows for a box a few frames old), so
-#: the check costs about half as much.
+#: widths, and the sizes it looks for: tighter than ``region_margin`` and 0.7-1.4x (which
+#: allow for a box a few frames old), so the check costs less.
 _CHECK_MARGIN = 0.25
 _CHECK_SIZES = (0.8, 1.25)
-_CHECK_FACE_PX = 64
 
 #: For how many frames a face a worker just found is looked for around its box, whether or
 #: not the tracker has it yet. The tracker hears of a find only when its frame is collected,
@@ -95,7 +94,8 @@ class DetectionSchedule:
         region_margin: how far around a tracked face its window reaches, in face widths.
         stats: gets the ``motion``/``resize``/``detect`` timings and a counter per kind
             of search (``detect_full``, ``detect_partial``, ``detect_fallback``,
-            ``detect_motion``, ``detect_still``, ``detect_safety``).
+            ``detect_motion``, ``detect_safety``) or of a face kept without one
+            (``detect_followed``, ``detect_still``).
         motion: motion-first settings (``None`` or not enabled: always periodic).
         min_size: smallest face side in full-resolution pixels (how small a moving area
             may be searched).
@@ -179,8 +179,7 @@ class DetectionSchedule:
             moving.append(box)
         found: list[Box] = []
         if followed:
-            found += detector.detect_around(frame.gray, followed, _CHECK_MARGIN, _CHECK_SIZES,
-                                            _CHECK_FACE_PX)
+            found += detector.detect_around(frame.gray, followed, _CHECK_MARGIN, _CHECK_SIZES)
             stats.add("detect_partial")
         if moving:
             found += detector.detect_around(frame.gray, moving, self.region_margin)

@@ -86,6 +86,17 @@ def test_events_are_compared_with_the_full_search() -> None:
     assert events_versus({"fps": 1}, ref) == "-"
 
 
+def test_rate_also_times_decoding_alone_at_that_rate(device_models: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert bench_main(["--source", SAMPLE, "--model", str(device_models / "emotion_int8.tflite"),
+                       "--frames", "12", "--warmup", "0", "--latency-runs", "5",
+                       "--rate", "60", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["decode_at_rate"]["frames"] == 12 and r["decode_at_rate"]["wall_s"] >= 0.15
+    assert "decoding alone at 60 frames/s" in capsys.readouterr().out
+
+
 def test_size_re_encodes_the_clip_first(device_models: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     assert bench_main(["--source", SAMPLE, "--model", str(device_models / "emotion_int8.tflite"),
