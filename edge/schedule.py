@@ -5,13 +5,14 @@ schedules, chosen per frame:
 
 **Motion first** (``motion.enabled``, the default). The capture thread measures motion on
 a tiny gray frame (:mod:`edge.motion`); a worker then runs the cascade only
-- around the known faces (tracked, or found by a worker in the last few frames), on one
-  frame in ``search_every``: in a tight window where template matching says the face
-  went (:mod:`edge.follow`), or a wider one around its last box. In between, a face is
-  followed by template matching alone (a fraction of a millisecond), unless the match is
-  poor. With ``still_check_every`` above 1, a steady face with no motion near it keeps
-  its box without either and is checked every that many frames. A known face missing
-  from its window is searched for in a wider area at every size;
+- around the known faces (tracked, or found by a worker in the last few frames). A
+  steady face (confirmed, found in its latest frame) is followed by template matching
+  (:mod:`edge.follow`, a fraction of a millisecond) and checked by the cascade on one
+  frame in ``search_every``, in a tight window where it went; a new or missed face, or a
+  poor match, gets a cascade window around its last box every frame. With
+  ``still_check_every`` above 1, a steady face with no motion near it keeps its box
+  without either and is checked every that many frames. A known face missing from its
+  window is searched for in a wider area at every size;
 - on the moving areas that no known face explains (someone walking in);
 - on one slice of a full-frame search (a band of face sizes, i.e. of the cascade's scale
   pyramid) on ``safety_slices`` of every ``safety_every`` frames: a safety net for faces
@@ -77,9 +78,10 @@ class Tracked:
 
     Attributes:
         box: its latest box.
-        steady: confirmed and found in its latest frame. Only a steady face may keep its
-            box without a search; one that was missed is searched for every frame until
-            it is found again or leaves (so a false detection cannot live on unseen).
+        steady: confirmed and found in its latest frame. Only a steady face may be
+            followed or keep its box without a search; a new one, or one that was missed,
+            is searched for by the cascade every frame until it is confirmed, found again
+            or leaves (so a false detection cannot be confirmed or live on unseen).
     """
 
     box: Box
@@ -166,7 +168,10 @@ class DetectionSchedule:
                 kept.append(box)
                 stats.add("detect_still")
                 continue
-            template = self._template_for(box, order)
+            # Only a steady face is followed: a new or missed one must be seen by the
+            # cascade itself (a template of a false detection would match its own patch
+            # of background and confirm it).
+            template = self._template_for(box, order) if steady else None
             if template is not None:
                 moved, score = follow(frame.gray, template, _FOLLOW_REACH)
                 if score >= _FOLLOW_MATCH:
