@@ -41,9 +41,11 @@ class Motion:
     """The motion found in one frame.
 
     Attributes:
-        boxes: moving areas in full-resolution pixels, largest first (padded, merged).
+        boxes: moving blobs' boxes in full-resolution pixels, largest first (the schedule
+            pads and merges them into areas to search: :func:`search_regions`).
         share: fraction of the frame that moved (0..1).
-        first: True for the first frames after a (re)start: treat all of it as new.
+        first: True for the first frames of a scene (the start, or a new frame size):
+            treat all of it as new.
     """
 
     boxes: tuple[Box, ...] = ()

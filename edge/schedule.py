@@ -242,8 +242,10 @@ class DetectionSchedule:
             self._recent = tuple([(o, b) for o, b in self._recent
                                   if o > latest - _RECENT_FRAMES]
                                  + [(order, b) for b in boxes])
+            # A template must outlive the frames between two cascade checks.
+            keep = max(_RECENT_FRAMES, 2 * (self.motion.search_every if self.motion else 1))
             self._templates = tuple([t for t in self._templates
-                                     if t.order > latest - _RECENT_FRAMES] + templates)
+                                     if t.order > latest - keep] + templates)
 
     def _periodic(self, detector: FaceDetector, frame: Frame, order: int) -> list[Box]:
         stats = self.stats
