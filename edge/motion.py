@@ -119,18 +119,16 @@ def search_regions(boxes: tuple[Box, ...] | list[Box], shape: tuple[int, ...], p
         x0 = min(max(0, round(x + w / 2 - side_w / 2)), fw - side_w)
         y0 = min(max(0, round(y + h / 2 - side_h / 2)), fh - side_h)
         grown.append([x0, y0, x0 + side_w, y0 + side_h])
-    merged = True
-    while merged:  # a handful of boxes: the quadratic merge is cheaper than anything smarter
-        merged = False
-        for i in range(len(grown)):
-            for j in range(i + 1, len(grown)):
-                a, b = grown[i], grown[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    grown[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
-                                max(a[3], b[3])]
-                    del grown[j]
-                    merged = True
-                    break
-            if merged:
-                break
+    # A handful of areas: merging the first overlapping pair until none is left is
+    # cheaper than anything smarter.
+    while pair := next(((i, j) for i in range(len(grown)) for j in range(i + 1, len(grown))
+                        if _overlap(grown[i], grown[j])), None):
+        i, j = pair
+        a, b = grown[i], grown.pop(j)
+        grown[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
     return [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in grown]
+
+
+def _overlap(a: list[int], b: list[int]) -> bool:
+    """Whether two ``[x0, y0, x1, y1]`` areas overlap."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

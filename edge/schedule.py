@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import MotionConfig
-from edge.faces import Box, FaceDetector, dedupe, iou
+from edge.faces import Box, FaceDetector, dedupe, intersection, iou
 from edge.follow import Template, cut, follow
 from edge.motion import Motion, MotionDetector, search_regions
 from edge.sources import Frame
@@ -335,13 +335,9 @@ def _widen(box: Box, margin: float) -> Box:
 
 def _touches(window: Box, boxes: tuple[Box, ...]) -> bool:
     """Whether any of ``boxes`` overlaps ``window``."""
-    x, y, w, h = window
-    return any(bx < x + w and x < bx + bw and by < y + h and y < by + bh
-               for bx, by, bw, bh in boxes)
+    return any(intersection(window, b) for b in boxes)
 
 
 def _inside(box: Box, window: Box) -> bool:
     """Whether most of ``box`` lies in ``window`` (the motion is that face's own)."""
-    ix = min(box[0] + box[2], window[0] + window[2]) - max(box[0], window[0])
-    iy = min(box[1] + box[3], window[1] + window[3]) - max(box[1], window[1])
-    return ix > 0 and iy > 0 and 2 * ix * iy >= box[2] * box[3]
+    return 2 * intersection(box, window) >= box[2] * box[3] > 0

@@ -16,10 +16,9 @@ import numpy as np
 #: Stages in pipeline order, with the name reports print for each.
 STAGES: dict[str, str] = {
     "capture": "capture/decode", "gray": "gray", "motion": "motion", "resize": "resize",
-    "detect": "detect",
-    "crop": "crop", "classify": "classify/frame", "classify_face": "classify/face",
-    "track": "track", "sink": "sink", "frame_latency": "capture->result",
-    "latency": "capture->event",
+    "detect": "detect", "crop": "crop", "classify": "classify/frame",
+    "classify_face": "classify/face", "track": "track", "sink": "sink",
+    "frame_latency": "capture->result", "latency": "capture->event",
 }
 
 
