@@ -93,6 +93,7 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         "frames_with_face": c.get("frames_with_face", 0),
         "detections": {k.removeprefix("detect_"): v for k, v in sorted(c.items())
                        if k.startswith("detect_")},
+        "classifications_reused": c.get("classify_reused", 0),
         "events": c.get("events", 0), "stages_ms": snap["stages"],
         "face_ids": sorted({e["face"] for e in events}),
         "changed": [[e["frame"], e["face"], e["emotion"]] for e in events

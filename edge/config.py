@@ -115,6 +115,7 @@ class MotionConfig:
     safety_slices: int = 4
     search_every: int = 3
     still_check_every: int = 1
+    classify_every: int = 2
 
     def _validate(self, at: str) -> None:
         if not 32 <= self.width <= 640:
@@ -132,6 +133,7 @@ class MotionConfig:
                               f"({self.safety_every}), got {self.safety_slices}")
         positive(self.search_every, f"{at}.search_every", 1000)
         positive(self.still_check_every, f"{at}.still_check_every", 10_000)
+        positive(self.classify_every, f"{at}.classify_every", 1000)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ class FaceDetector:
             raise DetectorError(f"detector.cascade: {path}: not a valid cascade file")
         self.cfg = cfg
         self.path = path
+        #: The cascade's base window side in pixels (OpenCV scans every second position
+        #: for windows up to twice this, every position past that).
+        self.base = int(self._cascade.getOriginalWindowSize()[0])
         self._small: np.ndarray | None = None  # reused downscale buffer
 
     def detect(self, gray: np.ndarray, small: np.ndarray | None = None) -> list[Box]:
@@ -92,11 +95,12 @@ class FaceDetector:
         return self.search(small, w / small.shape[1])
 
     def detect_around(self, gray: np.ndarray, faces: list[Box], margin: float,
-                      sizes: tuple[float, float] = (0.7, 1.4)) -> list[Box]:
+                      sizes: tuple[float, float] = (0.7, 1.4),
+                      face_px: int = REGION_FACE_PX) -> list[Box]:
         """Re-detect known faces in small windows around their last boxes.
 
         Each window is the box widened by ``margin`` per side, shrunk so the face is about
-        :data:`REGION_FACE_PX` wide, and searched only for faces between ``sizes`` times
+        ``face_px`` wide, and searched only for faces between ``sizes`` times
         the last size: a handful of cascade scales on a few thousand pixels instead of the
         whole frame. Boxes come back in full-frame pixels, overlaps merged.
         """
@@ -108,7 +112,7 @@ class FaceDetector:
             x1, y1 = min(fw, x + w + dx), min(fh, y + h + dy)
             if x1 - x0 < 24 or y1 - y0 < 24:
                 continue
-            s = min(1.0, REGION_FACE_PX / max(w, 1))
+            s = min(1.0, face_px / max(w, 1))
             roi = gray[y0:y1, x0:x1]
             if s < 1.0:
                 roi = shrink(roi, (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))))

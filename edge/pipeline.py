@@ -272,18 +272,26 @@ class Pipeline:
                 self.results.put(FrameResult(order, None, done=True))
                 return
             frame: Frame = item
-            boxes = self.schedule.detect(detector, frame, order)
-            if boxes:
+            found = self.schedule.find(detector, frame, order)
+            boxes = found.boxes
+            fresh = [b for b, reuse in zip(boxes, found.reuse, strict=True) if not reuse]
+            if fresh:
                 t0 = time.perf_counter()
-                crops = extract_faces(frame.gray, boxes, margin, crops)
+                crops = extract_faces(frame.gray, fresh, margin, crops)
                 t1 = time.perf_counter()
                 probs = classifier.classify(crops)
                 t2 = time.perf_counter()
                 stats.record("crop", t1 - t0)
                 stats.record("classify", t2 - t1)
-                stats.record("classify_face", (t2 - t1) / len(boxes))
+                stats.record("classify_face", (t2 - t1) / len(fresh))
             else:
                 probs = empty
+            if len(fresh) < len(boxes):
+                # NaN rows: the tracker carries the face's last probabilities over.
+                stats.add("classify_reused", len(boxes) - len(fresh))
+                rows = np.full((len(boxes), len(classifier.labels)), np.nan, np.float32)
+                rows[[not reuse for reuse in found.reuse]] = probs
+                probs = rows
             self.results.put(FrameResult(order, frame, boxes, probs))
 
     def _collector(self) -> None:

@@ -17,7 +17,10 @@ a tiny gray frame (:mod:`edge.motion`); a worker then runs the cascade only
 - on one slice of a full-frame search (a band of face sizes, i.e. of the cascade's scale
   pyramid) on ``safety_slices`` of every ``safety_every`` frames: a safety net for faces
   that appear without moving, which never stalls one frame with a whole search.
-A still scene without faces costs a tiny-frame comparison and nothing else.
+A face followed or kept without the cascade is classified on one frame in
+``classify_every``; in the others the tracker counts its latest classification again
+(:attr:`Found.reuse`). A still scene without faces costs a tiny-frame comparison and
+nothing else.
 
 **Periodic**, when motion is off or more than ``max_share`` of the frame moved (the camera
 panned, the light changed, the first frame): a full-frame search every ``full_every``
@@ -58,11 +61,16 @@ _LOST_PAD = 1.0
 _FOLLOW_REACH = 0.25
 _FOLLOW_MATCH = 0.6
 
-#: The cascade's window around a face just followed to where it is now, per side, in face
-#: widths, and the sizes it looks for: tighter than ``region_margin`` and 0.7-1.4x (which
-#: allow for a box a few frames old), so the check costs less.
+#: The cascade's window around a face just followed to where it is now: per side, in face
+#: widths; the sizes it looks for; the face's width once the window is shrunk. Tighter
+#: than ``region_margin``, 0.7-1.4x and 64 pixels (which allow for a box a few frames
+#: old). Every window over a face passes most of the cascade's stages, so the check's
+#: cost is the number of windows it places on the face: at 56 pixels about three
+#: quarters of what 64 costs. Narrower sizes or smaller faces cost less again but
+#: missed the face often enough on the talking-head clip to need wider searches.
 _CHECK_MARGIN = 0.25
 _CHECK_SIZES = (0.8, 1.25)
+_CHECK_FACE_PX = 56
 
 #: For how many frames a face a worker just found is looked for around its box, whether or
 #: not the tracker has it yet. The tracker hears of a find only when its frame is collected,
@@ -86,6 +94,21 @@ class Tracked:
 
     box: Box
     steady: bool
+
+
+@dataclass(frozen=True)
+class Found:
+    """The faces in one frame, as the schedule found them.
+
+    Attributes:
+        boxes: face boxes, full-resolution pixels.
+        reuse: per box, True when it is a steady face followed (or kept) without the
+            cascade in this frame and ``classify_every`` lets its last probabilities
+            stand in for a new classification.
+    """
+
+    boxes: list[Box]
+    reuse: list[bool]
 
 
 class DetectionSchedule:
@@ -137,15 +160,20 @@ class DetectionSchedule:
 
     def detect(self, detector: FaceDetector, frame: Frame, order: int) -> list[Box]:
         """The faces in ``frame``, the ``order``-th frame handed to the workers."""
+        return self.find(detector, frame, order).boxes
+
+    def find(self, detector: FaceDetector, frame: Frame, order: int) -> Found:
+        """The faces in ``frame`` and which of them may keep their last classification."""
         m, motion = self.motion, frame.motion
         if m is not None and motion is not None and not motion.first:
-            boxes = self._motion_first(detector, frame, order, m, motion)
-            if boxes is not None:
-                return boxes
-        return self._periodic(detector, frame, order)
+            found = self._motion_first(detector, frame, order, m, motion)
+            if found is not None:
+                return found
+        boxes = self._periodic(detector, frame, order)
+        return Found(boxes, [False] * len(boxes))
 
     def _motion_first(self, detector: FaceDetector, frame: Frame, order: int,
-                      m: MotionConfig, motion: Motion) -> list[Box] | None:
+                      m: MotionConfig, motion: Motion) -> Found | None:
         """Motion-first search; ``None`` when the moving areas cover most of the frame."""
         stats, tracked, shape = self.stats, self._tracked, frame.gray.shape
         known = [t.box for t in tracked]
@@ -184,7 +212,8 @@ class DetectionSchedule:
             moving.append(box)
         found: list[Box] = []
         if followed:
-            found += detector.detect_around(frame.gray, followed, _CHECK_MARGIN, _CHECK_SIZES)
+            found += detector.detect_around(frame.gray, followed, _CHECK_MARGIN, _CHECK_SIZES,
+                                             _CHECK_FACE_PX)
             stats.add("detect_partial")
         if moving:
             found += detector.detect_around(frame.gray, moving, self.region_margin)
@@ -210,7 +239,7 @@ class DetectionSchedule:
             if safety:
                 bands = size_bands(max(12, int(detector.cfg.min_size / scale)),
                                    min(small.shape[:2]), detector.cfg.scale_factor,
-                                   m.safety_slices)
+                                   m.safety_slices, detector.base)
                 k = order % m.safety_every
                 if k < len(bands):
                     # The known faces are searched in their own windows; blanked here, the
@@ -223,7 +252,10 @@ class DetectionSchedule:
         found = dedupe(found)
         boxes = dedupe(found + kept)
         self._remember(order, boxes, [c for b in found if (c := cut(frame.gray, b, order))])
-        return boxes
+        # A face the cascade did not see in this frame (followed or kept) has the same
+        # crop, give or take a pixel or two, as when last classified.
+        thin = order % m.classify_every != 0
+        return Found(boxes, [thin and b in kept and b not in found for b in boxes])
 
     def _template_for(self, box: Box, order: int) -> Template | None:
         """The cascade's nearest earlier find of the face at ``box``, to follow it from."""
@@ -282,16 +314,22 @@ def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:
              if motion.still_check_every > 1 else "")
     faces = (f"faces followed by template and searched every {motion.search_every} frames"
              if motion.search_every > 1 else "faces searched every frame")
+    if motion.classify_every > 1:
+        faces += f", classified every {motion.classify_every} while followed"
     return (f"motion first: {motion.width}-px motion frame, threshold {motion.threshold:g}; "
             f"{faces}{still}; moving areas searched; {safety}; when moving areas "
             f"cover over {motion.max_share:.0%} of the frame: {periodic}")
 
 
-def size_bands(smallest: int, largest: int, factor: float, slices: int) -> list[tuple[int, int]]:
+def size_bands(smallest: int, largest: int, factor: float, slices: int,
+               base: int = 24) -> list[tuple[int, int]]:
     """Split face sizes ``smallest..largest`` into ``slices`` bands of about equal search cost.
 
     The cascade searches each window size over the whole image, shrunk so the window is
-    its 24-pixel base: the cost of a size falls with its square. Bands are cut where the
+    its ``base``-pixel base: the number of windows falls with the size's square. OpenCV
+    places them every second pixel up to twice the base and at every pixel past that:
+    four times the windows, measured at about three times the time on the talking-head
+    clip with its face blanked (the safety search's case). Bands are cut where the
     running cost crosses each ``1/slices`` share, and each overlaps the next by one scale
     step so a face at a boundary still gets the neighbours it needs.
     """
@@ -300,7 +338,7 @@ def size_bands(smallest: int, largest: int, factor: float, slices: int) -> list[
     sizes = [float(smallest)]
     while sizes[-1] * factor <= largest:
         sizes.append(sizes[-1] * factor)
-    costs = [1.0 / (s * s) for s in sizes]
+    costs = [(3.0 if s > 2 * base else 1.0) / (s * s) for s in sizes]
     total, run, cut = sum(costs), 0.0, [0]
     for i, c in enumerate(costs):
         run += c

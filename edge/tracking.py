@@ -27,6 +27,7 @@ class Track:
     id: int
     box: Box
     probs: np.ndarray
+    last: np.ndarray  # the latest classification, carried over for a NaN row
     hits: int = 1
     missed: int = 0
     confirmed: bool = False
@@ -71,14 +72,18 @@ class Tracker:
             ts: wall-clock capture time.
             mono: monotonic capture time.
             boxes: face boxes found in this frame.
-            probs: ``(len(boxes), len(labels))`` probabilities, row per box.
+            probs: ``(len(boxes), len(labels))`` probabilities, row per box. A row of NaN
+                (a face followed without a new classification) counts as the matched
+                face's latest classification again; such a box never starts a new face.
         """
         events: list[EmotionEvent] = []
         matches, new_boxes = self._associate(boxes)
         alpha = self.cfg.smoothing
         for track, i in matches:
             track.box = boxes[i]
-            track.probs = (1.0 - alpha) * track.probs + alpha * probs[i]
+            if not np.isnan(probs[i, 0]):
+                track.last = probs[i]
+            track.probs = (1.0 - alpha) * track.probs + alpha * track.last
             track.hits += 1
             track.missed = 0
             if not track.confirmed:
@@ -98,7 +103,10 @@ class Tracker:
                 if track.confirmed:
                     events.append(self._event(track, "left", frame, ts, mono))
         for i in new_boxes:
-            track = Track(self._next_id, boxes[i], probs[i].astype(np.float64).copy())
+            if np.isnan(probs[i, 0]):
+                continue
+            track = Track(self._next_id, boxes[i], probs[i].astype(np.float64).copy(),
+                          probs[i])
             self._next_id += 1
             self.tracks.append(track)
             if self.cfg.min_hits <= 1:

@@ -184,8 +184,11 @@ def test_size_bands_cover_every_size_in_slices_of_similar_cost() -> None:
     assert bands[0][0] == 30 and bands[-1][1] == 240
     for (lo1, hi1), (lo2, hi2) in itertools.pairwise(bands):
         assert lo2 <= hi1 and lo1 < lo2 and hi1 < hi2  # each overlaps the next
-    costs = [sum(1 / s ** 2 for s in np.arange(lo, hi, 0.5)) for lo, hi in bands]
-    assert max(costs) < 3 * min(costs)
+    # Past twice the cascade's 24-pixel base, OpenCV scans every pixel, not every second.
+    sizes = 30 * 1.1 ** np.arange(22)
+    costs = [sum((3 if s > 48 else 1) / s ** 2 for s in sizes if lo <= s <= hi)
+             for lo, hi in bands]
+    assert max(costs) < 2 * min(costs)
     assert size_bands(50, 40, 1.1, 4) == []
     assert size_bands(30, 31, 1.1, 4) == [(30, 31)]
 
@@ -278,11 +281,13 @@ def _wandering(i: int) -> tuple[int, int, float] | None:
     return x, 60 + (i // 20) % 3 * 4, gain
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_motion_first_reports_what_a_full_search_on_every_frame_reports(workers: int) -> None:
+@pytest.mark.parametrize(("workers", "classify_every"), [(1, 1), (2, 1), (2, 2)])
+def test_motion_first_reports_what_a_full_search_on_every_frame_reports(
+        workers: int, classify_every: int) -> None:
     frames = make_clip(240, _wandering)
     full, full_counts = run(frames, FULL, workers)
-    motion, motion_counts = run(frames, MOTION, workers)
+    motion, motion_counts = run(frames, load(None, {"motion.classify_every": classify_every}),
+                                workers)
     assert motion_counts["frames_with_face"] >= full_counts["frames_with_face"] - 2
     assert {e.face for e in motion} == {e.face for e in full}
     assert len({e.face for e in full}) == 1
@@ -343,6 +348,38 @@ def test_between_searches_known_faces_are_followed() -> None:
     c = stats.snapshot()["counters"]
     assert c["detect_followed"] >= 14 and c["detect_partial"] <= 12
     assert "detect_fallback" not in c
+
+
+def test_a_followed_face_keeps_its_classification_on_the_frames_classify_every_allows() -> None:
+    cfg = load(None, {"motion.safety_every": 0, "motion.classify_every": 2})
+    schedule, detector = _schedule(cfg, Stats()), FaceDetector(cfg.detector)
+    clip = make_clip(30, lambda i: (60 + 3 * i, 60, 1.0), (480, 640))
+    boxes: list = []
+    reused = []
+    for i, gray in enumerate(clip):
+        frame = Frame(i, 0.0, 0.0, gray)
+        schedule.observe(frame)
+        schedule.track([Tracked(b, steady=i > 3) for b in boxes])
+        found = schedule.find(detector, frame, i)
+        boxes = found.boxes
+        assert len(found.reuse) == len(boxes) == 1
+        if found.reuse[0]:
+            reused.append(i)
+    # Only on odd frames (classify_every 2) that the cascade did not search (one in
+    # search_every 3 is checked by it), once the face is steady.
+    assert reused and all(i % 2 == 1 and i % 3 != 0 and i > 4 for i in reused)
+    assert len(reused) >= 6
+    # classify_every 1: every face classified in every frame.
+    plain = _schedule(load(None, {"motion.safety_every": 0, "motion.classify_every": 1}),
+                      Stats())
+    boxes = []
+    for i, gray in enumerate(clip):
+        frame = Frame(i, 0.0, 0.0, gray)
+        plain.observe(frame)
+        plain.track([Tracked(b, steady=i > 3) for b in boxes])
+        found = plain.find(detector, frame, i)
+        boxes = found.boxes
+        assert found.reuse == [False]
 
 
 def test_only_steady_faces_are_followed() -> None:

@@ -123,3 +123,19 @@ def test_event_ids_are_unique_across_restarts() -> None:
     ids = [e.to_dict()["id"] for e in events]
     assert len(set(ids)) == len(ids) and all(ids)
     assert runs[0].run != runs[1].run and ids[0].startswith(runs[0].run + "-")
+
+
+def test_a_face_without_a_new_classification_carries_its_last_one_over() -> None:
+    t, box = make(min_hits=1, change_frames=2, smoothing=0.5), (100, 100, 80, 80)
+    unknown = np.full(len(EMOTIONS), np.nan, np.float32)
+    step(t, 0, [box], [onehot(HAPPY)])
+    step(t, 1, [box], [onehot(SAD)])
+    # Frames 2-3 are not classified: the latest classification (sad) counts again, so
+    # the change holds and is reported as if sad had been seen in them.
+    assert step(t, 2, [box], [unknown]) == []
+    ev = step(t, 3, [box], [unknown])
+    assert [(e.type, e.emotion) for e in ev] == [("changed", "sad")]
+    assert not np.isnan(t.tracks[0].probs).any()
+    # A box without a classification never starts a face.
+    step(t, 4, [box, (400, 100, 80, 80)], [unknown, unknown])
+    assert [tr.id for tr in t.tracks] == [1]
