@@ -350,13 +350,14 @@ def test_between_searches_known_faces_are_followed() -> None:
     assert "detect_fallback" not in c
 
 
-def test_a_followed_face_keeps_its_classification_on_the_frames_classify_every_allows() -> None:
-    cfg = load(None, {"motion.safety_every": 0, "motion.classify_every": 2})
+def _reused_frames(classify_every: int) -> list[int]:
+    """The frames in which a face drifting right (steady from frame 4) may keep its last
+    classification, with ``classify_every``."""
+    cfg = load(None, {"motion.safety_every": 0, "motion.classify_every": classify_every})
     schedule, detector = _schedule(cfg, Stats()), FaceDetector(cfg.detector)
-    clip = make_clip(30, lambda i: (60 + 3 * i, 60, 1.0), (480, 640))
     boxes: list = []
     reused = []
-    for i, gray in enumerate(clip):
+    for i, gray in enumerate(make_clip(30, lambda i: (60 + 3 * i, 60, 1.0), (480, 640))):
         frame = Frame(i, 0.0, 0.0, gray)
         schedule.observe(frame)
         schedule.track([Tracked(b, steady=i > 3) for b in boxes])
@@ -365,21 +366,16 @@ def test_a_followed_face_keeps_its_classification_on_the_frames_classify_every_a
         assert len(found.reuse) == len(boxes) == 1
         if found.reuse[0]:
             reused.append(i)
+    return reused
+
+
+def test_a_followed_face_keeps_its_classification_on_the_frames_classify_every_allows() -> None:
+    reused = _reused_frames(2)
     # Only on odd frames (classify_every 2) that the cascade did not search (one in
     # search_every 3 is checked by it), once the face is steady.
     assert reused and all(i % 2 == 1 and i % 3 != 0 and i > 4 for i in reused)
     assert len(reused) >= 6
-    # classify_every 1: every face classified in every frame.
-    plain = _schedule(load(None, {"motion.safety_every": 0, "motion.classify_every": 1}),
-                      Stats())
-    boxes = []
-    for i, gray in enumerate(clip):
-        frame = Frame(i, 0.0, 0.0, gray)
-        plain.observe(frame)
-        plain.track([Tracked(b, steady=i > 3) for b in boxes])
-        found = plain.find(detector, frame, i)
-        boxes = found.boxes
-        assert found.reuse == [False]
+    assert _reused_frames(1) == []  # every face classified in every frame
 
 
 def test_only_steady_faces_are_followed() -> None:
