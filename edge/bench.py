@@ -9,7 +9,8 @@ classify, repeat), the threaded pipeline with 1..N workers, the periodic schedul
 full-frame search on every frame (with whether each reports the same faces and ``changed``
 events as the full search), decoding alone, and every model mode found next to the model,
 each mode also timed alone. ``--rate`` replays the file on a clock, as a camera would
-deliver it; ``--size`` re-encodes the clip at another resolution first (a 720p camera).
+deliver it; ``--size`` re-encodes the clip at another resolution first (a 720p camera);
+``--raw`` decodes it first and replays it from memory (a camera delivering raw frames).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import cv2
 
 from edge.assemble import STARTUP_ERRORS, build_classifiers
 from edge.bench_runs import (
+    decode_clip,
     peak_rss_mb,
     resized_clip,
     run_decode,
@@ -108,6 +110,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --compare: threaded runs with 1..this many workers")
     p.add_argument("--rate", type=float, help="replay at this many frames per second, "
                                               "dropping the oldest when behind (a camera)")
+    p.add_argument("--raw", action="store_true",
+                   help="decode the clip first and replay it from memory: what a camera "
+                        "delivering raw frames (Picamera2) costs, without decoding (the "
+                        "clip's gray frames are held in memory)")
     p.add_argument("--cpus", type=int, help="pin the process to this many cores")
     p.add_argument("--size", metavar="WxH",
                    help="re-encode the clip at this size first (e.g. 1280x720, as a 720p "
@@ -123,6 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.frames <= 0 or args.warmup < 0 or args.latency_runs <= 0:
         p.error("--frames and --latency-runs must be > 0 and --warmup >= 0")
+    if args.raw and args.compare:
+        p.error("--raw measures the pipeline alone; run --compare without it")
     if args.size is not None:
         w, _, h = args.size.lower().partition("x")
         if not (w.isdigit() and h.isdigit() and 16 <= int(w) <= 7680 and 16 <= int(h) <= 4320):
@@ -150,13 +158,15 @@ def measure(cfg: Config, args: argparse.Namespace, source: str,
         "motion": dataclasses.asdict(cfg.motion),
         "schedule": describe_schedule(cfg.detector.full_every, cfg.motion),
         "frames": args.frames, "warmup": args.warmup, "rate": args.rate, "workers": workers,
+        "raw": args.raw,
     }
     # Timed first, while nothing else in this process runs.
     report["classifier"] = {"threads": cfg.model.threads,
                             **classify_latency(classifiers[0], args.latency_runs)}
+    decoded = decode_clip(source, cfg, args.frames + args.warmup) if args.raw else None
     report["pipeline"] = {"workers": workers, **run_pipeline(
-        cfg, source, classifiers[:workers], args.frames, args.warmup, args.rate)}
-    if args.rate:
+        cfg, source, classifiers[:workers], args.frames, args.warmup, args.rate, decoded)}
+    if args.rate and not args.raw:
         report["decode_at_rate"] = run_decode(cfg, source, args.frames, args.rate)
     if args.compare:
         report["compare"] = _compare_rows(cfg, args, source, classifiers)
@@ -229,7 +239,8 @@ def print_report(report: dict, cfg: Config) -> None:
     print(f"schedule  {report['schedule']}")
     print(f"source    {src['path']} {src['size'][0]}x{src['size'][1]}; {report['frames']} "
           f"frames after {report['warmup']} warm-up"
-          + (f"; replayed at {report['rate']} fps" if report["rate"] else ""))
+          + (f"; replayed at {report['rate']} fps" if report["rate"] else "")
+          + ("; decoded first, replayed from memory" if report["raw"] else ""))
     lat = report["classifier"]
     print(f"\nclassifier alone ({mode}, batch 1, {cfg.model.threads} thread(s)): "
           f"{lat['p50_ms']:.3f} ms per face (median of {lat['runs']}), p95 {lat['p95_ms']:.3f}")

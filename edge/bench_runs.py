@@ -23,7 +23,7 @@ from edge.faces import extract_faces
 from edge.model import EmotionClassifier
 from edge.pipeline import Pipeline
 from edge.sinks.log import JsonLinesSink
-from edge.sources import OpenCVSource
+from edge.sources import Frame, OpenCVSource
 from edge.stats import Stats
 
 
@@ -53,12 +53,56 @@ def clip_source(path: str, cfg: Config) -> OpenCVSource:
                         keep_color=False)
 
 
+class DecodedClip:
+    """A clip decoded in advance, replayed from memory in a loop (gray frames): what a
+    camera that hands over raw pictures (Picamera2) delivers, with no decoding to pay."""
+
+    live = False
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        if not frames:
+            raise ValueError("a decoded clip needs at least one frame")
+        self.frames = frames
+        self._seq = 0
+
+    def open(self) -> None:
+        self._seq = 0
+
+    def read(self) -> Frame:
+        gray = self.frames[self._seq % len(self.frames)]
+        frame = Frame(self._seq, time.time(), time.monotonic(), gray)
+        self._seq += 1
+        return frame
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def decode_clip(path: str, cfg: Config, frames: int) -> list[np.ndarray]:
+    """The first ``frames`` frames of ``path`` as gray images (at most the clip's length;
+    a :class:`DecodedClip` loops over them)."""
+    cap = cv2.VideoCapture(path)
+    length = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    if length > 0:
+        frames = min(frames, length)
+    src = clip_source(path, cfg)
+    src.open()
+    try:
+        return [src.read().gray for _ in range(frames)]
+    finally:
+        src.close()
+
+
 def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], frames: int,
-                 warmup: int, rate: float | None = None) -> dict:
+                 warmup: int, rate: float | None = None,
+                 decoded: list[np.ndarray] | None = None) -> dict:
     """Figures for the threaded pipeline over ``frames`` frames of ``path``.
 
     Besides speed: frames with a face, the face ids seen and every ``changed`` event as
-    ``[frame, face, emotion]``, so schedules can be compared on what they report.
+    ``[frame, face, emotion]``, so schedules can be compared on what they report. With
+    ``decoded`` (from :func:`decode_clip`), the frames are replayed from memory instead
+    of decoding ``path``.
     """
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         log = Path(tmp) / "events.jsonl"
@@ -66,7 +110,8 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         def once(n: int, stats: Stats, pace: float | None) -> tuple[Pipeline, float, float]:
             run_cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(
                 cfg.pipeline, max_frames=n, annotate_video=None))
-            with build_device(run_cfg, source=clip_source(path, cfg),
+            source = DecodedClip(decoded) if decoded else clip_source(path, cfg)
+            with build_device(run_cfg, source=source,
                               sinks=[JsonLinesSink(log)], classifiers=classifiers,
                               stats=stats, rate=pace) as device:
                 p = device.pipeline

@@ -11,7 +11,7 @@ import pytest
 
 from edge.bench import events_versus, sibling_models
 from edge.bench import main as bench_main
-from edge.bench_runs import run_pipeline
+from edge.bench_runs import DecodedClip, decode_clip, run_pipeline
 from edge.config import load
 from edge.model import EmotionClassifier, classify_latency
 from tests.conftest import model_mode
@@ -95,6 +95,28 @@ def test_rate_also_times_decoding_alone_at_that_rate(device_models: Path, tmp_pa
     r = json.loads(out.read_text())
     assert r["decode_at_rate"]["frames"] == 12 and r["decode_at_rate"]["wall_s"] >= 0.15
     assert "decoding alone at 60 frames/s" in capsys.readouterr().out
+
+
+def test_raw_replays_the_decoded_clip_from_memory(device_models: Path, tmp_path: Path,
+                                                 capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert bench_main(["--source", SAMPLE, "--model", str(device_models / "emotion_int8.tflite"),
+                       "--frames", "12", "--warmup", "2", "--latency-runs", "5",
+                       "--rate", "60", "--raw", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["raw"] and "decode_at_rate" not in r  # nothing is decoded while measuring
+    pr = r["pipeline"]
+    assert pr["frames"] + pr["dropped"] == 12 and pr["frames_with_face"] >= pr["frames"] - 2
+    assert "replayed from memory" in capsys.readouterr().out
+    cfg = load(None, {})
+    frames = decode_clip(SAMPLE, cfg, 3)
+    clip = DecodedClip(frames)
+    clip.open()
+    seen = [clip.read() for _ in range(4)]
+    assert [f.seq for f in seen] == [0, 1, 2, 3] and seen[3].gray is frames[0]  # loops
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["--raw", "--compare"])
+    assert exc.value.code == 2
 
 
 def test_size_re_encodes_the_clip_first(device_models: Path, tmp_path: Path) -> None:
