@@ -81,15 +81,14 @@ class DecodedClip:
 def decode_clip(path: str, cfg: Config, frames: int) -> list[np.ndarray]:
     """The first ``frames`` frames of ``path`` as gray images (at most the clip's length;
     a :class:`DecodedClip` loops over them)."""
-    cap = cv2.VideoCapture(path)
-    length = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
-    if length > 0:
-        frames = min(frames, length)
-    src = clip_source(path, cfg)
+    src = OpenCVSource(path, cfg.source.width, cfg.source.height, cfg.source.fps,
+                       keep_color=False)
     src.open()
     try:
-        return [src.read().gray for _ in range(frames)]
+        grays = []
+        while len(grays) < frames and (f := src.read()) is not None:
+            grays.append(f.gray)
+        return grays
     finally:
         src.close()
 

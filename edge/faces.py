@@ -100,9 +100,9 @@ class FaceDetector:
         """Re-detect known faces in small windows around their last boxes.
 
         Each window is the box widened by ``margin`` per side, shrunk so the face is about
-        ``face_px`` wide, and searched only for faces between ``sizes`` times
-        the last size: a handful of cascade scales on a few thousand pixels instead of the
-        whole frame. Boxes come back in full-frame pixels, overlaps merged.
+        ``face_px`` wide, and searched only for faces between ``sizes`` times the last
+        size: a handful of cascade scales on a few thousand pixels instead of the whole
+        frame. Boxes come back in full-frame pixels, overlaps merged.
         """
         found: list[Box] = []
         fh, fw = gray.shape[:2]

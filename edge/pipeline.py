@@ -274,7 +274,8 @@ class Pipeline:
             frame: Frame = item
             found = self.schedule.find(detector, frame, order)
             boxes = found.boxes
-            fresh = [b for b, reuse in zip(boxes, found.reuse, strict=True) if not reuse]
+            classify = [not reuse for reuse in found.reuse]
+            fresh = [b for b, c in zip(boxes, classify, strict=True) if c]
             if fresh:
                 t0 = time.perf_counter()
                 crops = extract_faces(frame.gray, fresh, margin, crops)
@@ -290,7 +291,7 @@ class Pipeline:
                 # NaN rows: the tracker carries the face's last probabilities over.
                 stats.add("classify_reused", len(boxes) - len(fresh))
                 rows = np.full((len(boxes), len(classifier.labels)), np.nan, np.float32)
-                rows[[not reuse for reuse in found.reuse]] = probs
+                rows[classify] = probs
                 probs = rows
             self.results.put(FrameResult(order, frame, boxes, probs))
 
