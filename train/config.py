@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args, get_origin, get_type_hints
 
-Arch = Literal["edge", "edge-plus", "seed", "mlp"]  # train.presets.PRESETS, one each
+Arch = Literal["edge", "edge-plus", "edge-sep", "seed", "mlp"]  # train.presets.PRESETS, one each
 Schedule = Literal["plateau", "cosine"]
 Optimizer = Literal["adam", "sgd"]
 ClassWeight = Literal["none", "balanced", "sqrt"]
