@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.model import EmotionClassifier, ModelError, card_path_for, sha256_file
+from edge.model import EmotionClassifier, ModelError, card_path_for, sha256_of
 from train.config import Arch, choices
 from train.data import DataError, add_data_options, check_data_options
 
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parity = compare(keras_probs, classifier.classify_many(faces.images), faces.labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)  # built fresh, never compiled: no optimizer state in the file
-    record = {"keras": str(out), "sha256": sha256_file(out), "arch": args.arch,
-              "made_from": {"tflite": str(model_path), "sha256": sha256_file(model_path)},
+    record = {"keras": str(out), "sha256": sha256_of(out), "arch": args.arch,
+              "made_from": {"tflite": str(model_path), "sha256": sha256_of(model_path)},
               "command": shlex.join(["python", "-m", "convert.from_tflite",
                                      *(sys.argv[1:] if argv is None else argv)]),
               "check": {"split": args.usage, "data": str(args.data), **parity}}

@@ -28,10 +28,10 @@ from edge.model import (
     ModelError,
     classify_latency,
     model_filename,
-    sha256_file,
+    sha256_of,
 )
 from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
-from edge.sysinfo import describe
+from edge.runtime.sysinfo import describe
 from train.data import CALIBRATION_FACES, add_data_options, check_data_options
 
 if TYPE_CHECKING:
@@ -199,14 +199,14 @@ def _convert_mode(args: argparse.Namespace, inputs: _Inputs, mode: str, out: Pat
     tflite_path.write_bytes(convert(inputs.model, mode, inputs.calibration,
                                     io_type=args.io_type))
     card = {
-        "id": f"{tflite_path.stem}-{sha256_file(tflite_path)[:8]}",
+        "id": f"{tflite_path.stem}-{sha256_of(tflite_path)[:8]}",
         "model_file": tflite_path.name,
         "mode": mode,
         "labels": list(EMOTIONS),
         "preprocessing": PREPROCESSING,
-        "sha256": sha256_file(tflite_path),
+        "sha256": sha256_of(tflite_path),
         "size_bytes": tflite_path.stat().st_size,
-        "source": {"keras": str(args.model), "sha256": sha256_file(args.model),
+        "source": {"keras": str(args.model), "sha256": sha256_of(args.model),
                    "flip_average": bool(args.flip_average)},
         "calibration": ({"faces": len(inputs.calibration), "split": "Training",
                          "seed": args.seed, "stratified": True} if mode == "int8" else None),
@@ -221,7 +221,7 @@ def _convert_mode(args: argparse.Namespace, inputs: _Inputs, mode: str, out: Pat
     probs = classifier.classify_many(val.images)
     parity = compare(inputs.reference, probs, val.labels)
     parity.update(reference={"keras": str(inputs.reference_path),
-                             "sha256": sha256_file(inputs.reference_path)},
+                             "sha256": sha256_of(inputs.reference_path)},
                   split=args.usage, data=str(args.data), min_agreement=args.min_agreement,
                   passed=parity["top1_agreement"] >= args.min_agreement)
     card["parity"] = parity
@@ -298,7 +298,9 @@ def _training_summary(metrics: Path) -> dict | None:
     if "test_ferplus" in m:
         summary["test_ferplus"] = {"split": m.get("test_usage"),
                                    "accuracy": m["test_ferplus"]["accuracy"],
-                                   "macro_f1": m["test_ferplus"]["macro_f1"]}
+                                   "macro_f1": m["test_ferplus"]["macro_f1"],
+                                   **({"paper_accuracy": m["test_ferplus"]["paper"]["accuracy"]}
+                                      if "paper" in m["test_ferplus"] else {})}
     return summary
 
 

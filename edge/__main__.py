@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from edge.assemble import STARTUP_ERRORS, build_device
-    from edge.service import Service
+    from edge.runtime.service import Service
 
     try:
         cfg = load(args.config, overrides_from(args))

@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.faces import Box
-from edge.sources import Frame
+from edge.capture.sources import Frame
 from edge.stats import Stats
-from edge.tracking import Tracker
+from edge.vision.boxes import Box
+from edge.vision.tracking import Tracker
 
 #: BGR colour per emotion, so a label reads at a glance.
 _COLOURS = {

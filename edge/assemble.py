@@ -18,16 +18,18 @@ from typing import Any
 import cv2
 
 from edge.annotate import VideoAnnotator
+from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
+from edge.capture.sources import Frame, FrameSource, local_path, make_source
 from edge.config import Config, ConfigError, sink_names
-from edge.faces import Box, DetectorError, FaceDetector
-from edge.images import ImageError, read_image
 from edge.model import EmotionClassifier, ModelCard, ModelError, card_path_for
-from edge.photos import predict_image
-from edge.pipeline import Pipeline, PipelineSettings
+from edge.runtime.pipeline import Pipeline, PipelineSettings
 from edge.sinks import Sink
-from edge.sources import IMAGE_SUFFIXES, Frame, FrameSource, local_path, make_source
 from edge.stats import Stats
-from edge.tracking import Tracker
+from edge.vision.boxes import Box
+from edge.vision.faces import DetectorError, FaceDetector
+from edge.vision.photo_labels import predict_image
+from edge.vision.schedule import DetectionSchedule
+from edge.vision.tracking import Tracker
 
 #: Errors that mean "fix the config or the files" (exit code 2), not a runtime failure.
 STARTUP_ERRORS = (ConfigError, ModelError, DetectorError)
@@ -131,13 +133,17 @@ def pipeline_settings(cfg: Config, rate: float | None = None) -> PipelineSetting
     return PipelineSettings(
         margin=cfg.detector.margin, queue_size=cfg.source.queue_size,
         max_frames=cfg.pipeline.max_frames, drop_oldest=cfg.source.realtime, rate=rate,
-        reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s),
-        full_every=cfg.detector.full_every, region_margin=cfg.detector.region_margin,
-        motion=cfg.motion, min_size=cfg.detector.min_size)
+        reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s))
+
+
+def build_schedule(cfg: Config, stats: Stats) -> DetectionSchedule:
+    """Where the detector looks in each frame (motion first or periodic), timing into ``stats``."""
+    return DetectionSchedule(cfg.detector.full_every, cfg.detector.region_margin, stats,
+                             cfg.motion, cfg.detector.min_size)
 
 
 #: Containers the annotated video can be written as (OpenCV's mp4v codec).
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
+ANNOTATED_VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
 
 
 def check_video_path(path: str) -> None:
@@ -147,9 +153,9 @@ def check_video_path(path: str) -> None:
         ConfigError: no video suffix, or a folder that cannot be created or written.
     """
     p = Path(path)
-    if p.suffix.lower() not in VIDEO_SUFFIXES:
+    if p.suffix.lower() not in ANNOTATED_VIDEO_SUFFIXES:
         raise ConfigError(f"pipeline.annotate_video: {path}: name a video file ending in "
-                          f"{', '.join(VIDEO_SUFFIXES)}")
+                          f"{', '.join(ANNOTATED_VIDEO_SUFFIXES)}")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         probe = p.parent / f".{p.name}.write-test"
@@ -223,7 +229,8 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
         sinks = [*sinks, live]
         hooks.append(live)
     pipeline = Pipeline(source, pairs, tracker, sinks, pipeline_settings(cfg, rate),
-                        on_frame=_each(hooks), stats=stats)
+                        on_frame=_each(hooks), stats=stats,
+                        schedule=build_schedule(cfg, stats))
     return Device(cfg, pipeline, annotator, web)
 
 

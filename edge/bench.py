@@ -1,7 +1,7 @@
 """``python -m edge.bench``: frames per second and per-stage latency of the real pipeline.
 
 First times the classifier alone (one face per call, as the model card's ``ms per face``),
-then runs the same pipeline code as the service (``edge.pipeline``) over a video, after a
+then runs the same pipeline code as the service (``edge.runtime.pipeline``) over a video, after a
 warm-up, and reports end-to-end frames per second, per-stage latency percentiles,
 capture-to-result latency, drops, faces per frame, CPU and peak memory, and the machine.
 ``--compare`` adds, on the same frames, the sequential single-thread loop (read, detect,
@@ -43,9 +43,9 @@ from edge.model import (
     classify_latency,
     model_filename,
 )
-from edge.schedule import describe_schedule
+from edge.runtime.sysinfo import machine
 from edge.stats import STAGES
-from edge.sysinfo import machine
+from edge.vision.schedule import describe_schedule
 
 log = logging.getLogger("edge.bench")
 

@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 
 from edge.assemble import build_detector, build_device, build_tracker
+from edge.capture.sources import Frame, OpenCVSource
 from edge.config import Config
-from edge.faces import extract_faces
 from edge.model import EmotionClassifier
-from edge.pipeline import Pipeline
+from edge.runtime.pipeline import Pipeline
 from edge.sinks.log import JsonLinesSink
-from edge.sources import Frame, OpenCVSource
 from edge.stats import Stats
+from edge.vision.faces import extract_faces
 
 
 class Usage:

@@ -93,9 +93,12 @@ class ModelCard:
                    sha if isinstance(sha, str) else None, data)
 
     def accuracies(self) -> dict[str, float | None]:
-        """The card's PublicTest scores: FER-2013 labels and the FER+ majority (or None)."""
+        """The card's PublicTest scores (None where the card has none): FER-2013 labels,
+        every face's plain FER+ majority, and the FER+ paper's protocol (what papers cite)."""
+        ferplus = self.raw.get("evaluation_ferplus", {})
         return {"accuracy_fer2013": self.raw.get("evaluation", {}).get("accuracy"),
-                "accuracy_ferplus": self.raw.get("evaluation_ferplus", {}).get("accuracy")}
+                "accuracy_ferplus": ferplus.get("accuracy"),
+                "accuracy_ferplus_paper": ferplus.get("paper", {}).get("accuracy")}
 
     @classmethod
     def load(cls, path: str | Path) -> ModelCard:
@@ -157,9 +160,20 @@ def _dist_version(dist: str) -> str:
     return "unknown"
 
 
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def sha256_of(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, or of a folder's files (relative path + bytes, sorted).
+
+    Files are read in blocks, so a data set of any size hashes in constant memory.
+    """
+    p = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 class EmotionClassifier:
@@ -181,7 +195,7 @@ class EmotionClassifier:
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         self.card = card if card is not None else ModelCard.load(card_path_for(path))
-        if self.card.sha256 and self.card.sha256 != sha256_file(path):
+        if self.card.sha256 and self.card.sha256 != sha256_of(path):
             raise ModelError(f"{path}: sha256 differs from its card's; the card belongs to "
                              "another model (re-run python -m convert.quantize)")
         self.runtime = load_runtime(runtime)

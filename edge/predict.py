@@ -16,12 +16,12 @@ from pathlib import Path
 import cv2
 
 from edge.annotate import draw_faces, probability_chart
+from edge.capture.image_files import ImageError, read_image
+from edge.capture.sources import list_images
 from edge.config import Config, load
-from edge.faces import FaceDetector
-from edge.images import ImageError, read_image
 from edge.model import EmotionClassifier
-from edge.photos import predict_image
-from edge.sources import list_images
+from edge.vision.faces import FaceDetector
+from edge.vision.photo_labels import predict_image
 
 log = logging.getLogger("edge.predict")
 

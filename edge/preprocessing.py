@@ -29,7 +29,7 @@ PREPROCESSING: dict[str, object] = {
     "range": [0, 255],
     "scaling": "inside the model (Rescaling 1/255); feed raw pixels",
     "resize": "cv2.INTER_AREA when shrinking, cv2.INTER_LINEAR when enlarging",
-    "crop": "square face box with margin, see edge.faces",
+    "crop": "square face box with margin, see edge.vision.faces",
 }
 
 

@@ -134,3 +134,43 @@ def test_the_shipped_model_is_found_from_any_directory(tmp_path: Path,
     assert Path(cfg.model.path) == ROOT / "models/emotion_ferplus_int8.tflite"
     from_elsewhere = load(ROOT / "config.yaml")
     assert Path(from_elsewhere.source.uri).is_file()
+
+
+def test_ranges_are_declared_on_the_fields_and_checked_by_the_loader() -> None:
+    import dataclasses
+
+    from edge.config import DetectorConfig
+
+    bounds = {f.name: f.metadata.get("range") for f in dataclasses.fields(DetectorConfig)}
+    assert bounds["detect_width"].describe() == "80..4096 pixels"
+    with pytest.raises(ConfigError,
+                       match=r"detector\.detect_width: must be in 80\.\.4096 pixels, got 79"):
+        load(None, {"detector.detect_width": 79})
+    with pytest.raises(ConfigError, match=r"detector\.margin: must be in \[0, 1\], got 1\.5"):
+        load(None, {"detector.margin": 1.5})
+    with pytest.raises(ConfigError, match=r"motion\.max_share: must be in \(0, 1\], got 0"):
+        load(None, {"motion.max_share": 0})
+
+
+@pytest.mark.parametrize("key", ["sinks.mqtt.password", "web.auth_token"])
+def test_one_rule_for_secrets_from_a_file_or_the_environment(
+        key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.config.secrets import read_secret
+
+    f = tmp_path / "secret"
+    f.write_text("  s3cret-value\n")
+    assert read_secret(key, str(f), None) == "s3cret-value"
+    monkeypatch.setenv("EDGE_SECRET", " from-env\n")
+    assert read_secret(key, None, "EDGE_SECRET") == "from-env"
+    assert read_secret(key, None, None) is None
+    f.write_text("\n \n")
+    with pytest.raises(ConfigError, match=f"{key}_file: .* is empty"):
+        read_secret(key, str(f), None)
+    monkeypatch.setenv("EDGE_SECRET", "   ")
+    with pytest.raises(ConfigError, match=f"{key}_env: environment variable EDGE_SECRET"):
+        read_secret(key, None, "EDGE_SECRET")
+    with pytest.raises(ConfigError, match=f"{key}_file: cannot read"):
+        read_secret(key, str(tmp_path / "none"), None)
+    f.write_bytes(b"x" * 5000)
+    with pytest.raises(ConfigError, match=f"{key}_file: .* longer than 4096 bytes"):
+        read_secret(key, str(f), None)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edge.config import DetectorConfig
-from edge.faces import DetectorError, FaceDetector, crop_box, extract_faces, iou
+from edge.vision.boxes import crop_box, iou
+from edge.vision.faces import DetectorError, FaceDetector, extract_faces
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "models/sample/astronaut.jpg"

@@ -85,3 +85,94 @@ def test_no_module_imports_against_the_layers_even_lazily(package: str) -> None:
             if name in CLI_MODULES and name != me and me not in CLI_MODULES:
                 wrong.append(f"library module {me} imports the CLI module {name}")
     assert not wrong, "\n".join(wrong)
+
+
+def _graph() -> dict[str, set[str]]:
+    """Every module of edge, train and convert -> the modules of those it imports
+    (anywhere in its source, inside functions too)."""
+    modules = {}
+    for package in FORBIDDEN:
+        for path in (ROOT / package).rglob("*.py"):
+            name = _module_name(path).removesuffix(".__init__")
+            modules[name] = path
+    return {name: {m for m in _imports(path) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle in ``graph`` (as a path that returns to its start), or []."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return []
+
+
+def test_no_import_loop_between_any_two_modules() -> None:
+    loop = _cycle(_graph())
+    assert not loop, " -> ".join(loop)
+
+
+#: edge's rooms and what each may import from the rest of edge (besides itself). The
+#: shared contracts (events, model, preprocessing, stats) sit at the top; the builder
+#: (assemble) and the command lines may import anything.
+ROOMS = {
+    "edge.config": set(),
+    "edge.capture": {"edge.config", "edge.stats"},
+    "edge.vision": {"edge.config", "edge.capture", "edge.events", "edge.model",
+                    "edge.preprocessing", "edge.stats"},
+    "edge.sinks": {"edge.config", "edge.events", "edge.stats"},
+    "edge.runtime": {"edge.config", "edge.capture", "edge.vision", "edge.sinks",
+                     "edge.events", "edge.model", "edge.preprocessing", "edge.stats"},
+    "edge.web": {"edge.config", "edge.capture", "edge.vision", "edge.events", "edge.model",
+                 "edge.preprocessing", "edge.stats", "edge.annotate"},
+}
+
+
+def test_each_room_of_edge_imports_only_the_rooms_below_it() -> None:
+    wrong = []
+    for module, imported in _graph().items():
+        room = ".".join(module.split(".")[:2])
+        if room not in ROOMS:
+            continue
+        for name in imported:
+            target = ".".join(name.split(".")[:2])
+            if name.startswith("edge.") and target != room and target not in ROOMS[room]:
+                wrong.append(f"{module} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_edge_keeps_at_most_a_dozen_modules_at_its_top_level() -> None:
+    top = sorted(p.stem for p in (ROOT / "edge").glob("*.py"))
+    assert len(top) <= 12, top
+
+
+def test_the_old_module_paths_still_import_and_say_where_they_went() -> None:
+    code = textwrap.dedent("""
+        import importlib, warnings
+        import edge
+        for old, new in edge.MOVED.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                module = importlib.import_module(old)
+            assert module is importlib.import_module(new), old
+            assert [w for w in caught if w.category is DeprecationWarning
+                    and f"moved to {new}" in str(w.message)], old
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -13,16 +13,16 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.capture.sources import Frame
 from edge.config import Config, ConfigError, DetectorConfig, MotionConfig, load
 from edge.events import EmotionEvent
-from edge.faces import FaceDetector
-from edge.motion import MotionDetector, search_regions
-from edge.pipeline import Pipeline
 from edge.preprocessing import EMOTIONS
-from edge.schedule import DetectionSchedule, Tracked, describe_schedule, size_bands
-from edge.sources import Frame
+from edge.runtime.pipeline import Pipeline
 from edge.stats import Stats
-from edge.tracking import Tracker
+from edge.vision.faces import FaceDetector
+from edge.vision.motion import MotionDetector, search_regions
+from edge.vision.schedule import DetectionSchedule, Tracked, describe_schedule, size_bands
+from edge.vision.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "models/sample/astronaut.jpg"
@@ -113,13 +113,14 @@ class ListSink:
 
 def run(frames: list[np.ndarray], cfg: Config, workers: int = 2) -> tuple[list, dict]:
     """Events and counters of the real pipeline (real cascade) over ``frames``."""
-    from edge.assemble import pipeline_settings
+    from edge.assemble import build_schedule, pipeline_settings
 
     sink = ListSink()
     tracker = Tracker(cfg.tracking, EMOTIONS, "test", "m")
     pairs = [(FaceDetector(cfg.detector), BrightnessClassifier()) for _ in range(workers)]
-    result = Pipeline(ClipSource(frames), pairs, tracker, [sink],
-                      pipeline_settings(cfg)).run()
+    stats = Stats()
+    result = Pipeline(ClipSource(frames), pairs, tracker, [sink], pipeline_settings(cfg),
+                      stats=stats, schedule=build_schedule(cfg, stats)).run()
     assert result.error is None
     return sink.events, result.stats["counters"]
 
@@ -205,8 +206,8 @@ def test_a_still_empty_room_runs_only_the_safety_slices() -> None:
     schedule, detector = _schedule(MOTION, stats), FaceDetector(DetectorConfig())
     for i, gray in enumerate(make_clip(90, lambda i: None)):
         frame = Frame(i, 0.0, 0.0, gray)
-        schedule.observe(frame)
-        assert schedule.detect(detector, frame, i) == []
+        motion = schedule.observe(frame)
+        assert schedule.detect(detector, frame, i, motion) == []
     c = stats.snapshot()["counters"]
     assert c["detect_full"] == 3  # the first frames, before there is a scene to compare
     assert c["detect_safety"] == 9  # 4 slices of every 30 frames, after the first three
@@ -219,8 +220,8 @@ def test_when_most_of_the_frame_moves_the_periodic_schedule_takes_over() -> None
     bg = _background()
     for i in range(12):
         frame = Frame(i, 0.0, 0.0, np.roll(bg, 9 * i, axis=1))  # a camera panning
-        schedule.observe(frame)
-        schedule.detect(detector, frame, i)
+        motion = schedule.observe(frame)
+        schedule.detect(detector, frame, i, motion)
     c = stats.snapshot()["counters"]
     assert c["detect_full"] == 12 and "detect_motion" not in c
 
@@ -234,17 +235,17 @@ def test_a_steady_still_face_keeps_its_box_when_asked_to_and_is_checked_again() 
     box = detector.detect(clip[0])[0]
     for i, gray in enumerate(clip):
         frame = Frame(i, 0.0, 0.0, gray)
-        schedule.observe(frame)
+        motion = schedule.observe(frame)
         schedule.track([Tracked(box, steady=True)])
-        assert schedule.detect(detector, frame, i)
+        assert schedule.detect(detector, frame, i, motion)
     c = stats.snapshot()["counters"]
     assert c["detect_still"] == 14  # 17 frames after the first three, less 3 checks
     assert c["detect_partial"] == 2 + 3  # frames 1-2 (periodic, before a scene) + checks
     # A face the tracker missed is searched for again, never carried on unseen.
     schedule.track([Tracked(box, steady=False)])
     frame = Frame(21, 0.0, 0.0, clip[0])
-    schedule.observe(frame)
-    schedule.detect(detector, frame, 21)
+    motion = schedule.observe(frame)
+    schedule.detect(detector, frame, 21, motion)
     assert stats.snapshot()["counters"]["detect_partial"] == 6
 
 
@@ -318,7 +319,7 @@ def test_the_schedule_is_described_and_old_configs_keep_loading(tmp_path: Path) 
 # -- following a face between searches ----------------------------------------------------
 
 def test_a_followed_face_moves_with_the_picture_and_a_stranger_matches_poorly() -> None:
-    from edge.follow import cut, follow
+    from edge.vision.follow import cut, follow
 
     frames = make_clip(2, lambda i: (100 + 9 * i, 60 + 4 * i, 1.0))
     box = FaceDetector(DetectorConfig()).detect(frames[0])[0]
@@ -340,10 +341,10 @@ def test_between_searches_known_faces_are_followed() -> None:
     boxes: list = []
     for i, gray in enumerate(clip):
         frame = Frame(i, 0.0, 0.0, gray)
-        schedule.observe(frame)
+        motion = schedule.observe(frame)
         # As the collector would publish it: confirmed after three frames in a row.
         schedule.track([Tracked(b, steady=i > 3) for b in boxes])
-        boxes = schedule.detect(detector, frame, i)
+        boxes = schedule.detect(detector, frame, i, motion)
         assert len(boxes) == 1 and abs(boxes[0][0] - (60 + 3 * i) - 15) <= 8, (i, boxes)
     c = stats.snapshot()["counters"]
     assert c["detect_followed"] >= 14 and c["detect_partial"] <= 12
@@ -359,9 +360,9 @@ def _reused_frames(classify_every: int) -> list[int]:
     reused = []
     for i, gray in enumerate(make_clip(30, lambda i: (60 + 3 * i, 60, 1.0), (480, 640))):
         frame = Frame(i, 0.0, 0.0, gray)
-        schedule.observe(frame)
+        motion = schedule.observe(frame)
         schedule.track([Tracked(b, steady=i > 3) for b in boxes])
-        found = schedule.find(detector, frame, i)
+        found = schedule.find(detector, frame, i, motion)
         boxes = found.boxes
         assert len(found.reuse) == len(boxes) == 1
         if found.reuse[0]:
@@ -386,8 +387,8 @@ def test_only_steady_faces_are_followed() -> None:
     box = detector.detect(clip[0])[0]
     for i, gray in enumerate(clip):
         frame = Frame(i, 0.0, 0.0, gray)
-        schedule.observe(frame)
+        motion = schedule.observe(frame)
         schedule.track([Tracked(box, steady=False)])  # not yet confirmed, or just missed
-        schedule.detect(detector, frame, i)
+        schedule.detect(detector, frame, i, motion)
     c = stats.snapshot()["counters"]
     assert "detect_followed" not in c and c["detect_partial"] >= 9

@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pytest
 
+from edge.capture.queues import FrameQueue
+from edge.capture.sources import Frame, SourceError
 from edge.config import TrackingConfig
 from edge.events import EmotionEvent
-from edge.pipeline import END, Pipeline, PipelineSettings, _End
 from edge.preprocessing import EMOTIONS
-from edge.queues import FrameQueue
-from edge.sources import Frame, SourceError
-from edge.tracking import Tracker
+from edge.runtime.pipeline import END, Pipeline, PipelineSettings, _End
+from edge.vision.tracking import Tracker
 from tests.fixtures import wait_until
 
 
@@ -271,7 +271,7 @@ class BlockingSource(FakeSource):
 
 def test_service_stops_in_time_even_when_the_source_blocks() -> None:
     from edge.config import load
-    from edge.service import Service
+    from edge.runtime.service import Service
 
     p, sink, _ = make(BlockingSource(None, live=True), [FakeClassifier()])
     service = Service(load(None), p)

@@ -10,10 +10,10 @@ import cv2
 import pytest
 
 from edge.config import DetectorConfig, load
-from edge.faces import FaceDetector
 from edge.model import EmotionClassifier
 from edge.predict import predict_image
 from edge.preprocessing import EMOTIONS
+from edge.vision.faces import FaceDetector
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 SHIPPED = ("emotion_ferplus_int8", "emotion_int8")

@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import SourceConfig
-from edge.sources import (
+from edge.capture.sources import (
     ImageSource,
     OpenCVSource,
     Picamera2Source,
@@ -18,6 +17,7 @@ from edge.sources import (
     list_images,
     make_source,
 )
+from edge.config import SourceConfig
 from tests import fake_picamera2
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import numpy as np
 
 from edge.config import TrackingConfig
 from edge.preprocessing import EMOTIONS
-from edge.tracking import Tracker
+from edge.vision.tracking import Tracker
 
 HAPPY, SAD = EMOTIONS.index("happy"), EMOTIONS.index("sad")
 

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args, get_origin, get_type_hints
 
+from edge.config.checks import ConfigError, Range
+
 Arch = Literal["edge", "edge-plus", "edge-sep", "seed", "mlp"]  # train.presets.PRESETS, one each
 Schedule = Literal["plateau", "cosine"]
 Optimizer = Literal["adam", "sgd"]
@@ -49,8 +51,7 @@ class Augment:
     erase: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.erase <= 1.0:
-            raise ValueError(f"erase: {self.erase} is not a probability; use 0..1")
+        Range(0.0, 1.0, note="a probability").check(self.erase, "erase")
 
     @classmethod
     def none(cls) -> Augment:
@@ -110,25 +111,11 @@ class TrainConfig:
         self._check_combinations()
 
     def _check_ranges(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) <= 0:
-                raise TrainConfigError(f"--{_flag(name)} must be > 0")
-        if self.learning_rate <= 0:
-            raise TrainConfigError("--lr must be > 0")
-        if self.weight_decay < 0:
-            raise TrainConfigError("--weight-decay must be >= 0")
-        if not 0.0 <= self.val_fraction < 0.5:
-            raise TrainConfigError("--val-fraction must be in [0, 0.5)")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise TrainConfigError("--label-smoothing must be in [0, 1)")
-        if not 0.0 < self.distill_weight <= 1.0:
-            raise TrainConfigError("--distill-weight must be in (0, 1]")
-        if self.distill_temperature <= 0:
-            raise TrainConfigError("--distill-temperature must be > 0")
-        if not 0 <= self.freeze <= 20:
-            raise TrainConfigError("--freeze must be in 0..20 convolutions")
-        if not 0.0 <= self.ferplus_weight <= 1.0:
-            raise TrainConfigError("--ferplus-weight must be in [0, 1]")
+        for name, bound in _RANGES.items():
+            try:
+                bound.check(getattr(self, name), f"--{_flag(name)}")
+            except ConfigError as exc:
+                raise TrainConfigError(str(exc)) from None
 
     def _check_combinations(self) -> None:
         if self.val_fraction == 0 and self.lr_schedule != "cosine":
@@ -145,6 +132,23 @@ class TrainConfig:
         if self.quantize_aware and self.precision != "float32":
             raise TrainConfigError("--quantize-aware simulates int8 on float32; drop "
                                    "--precision")
+
+
+#: Each numeric setting's allowed values, in the device config's message style
+#: (``--epochs: must be > 0, got 0``).
+_RANGES: dict[str, Range] = {
+    "epochs": Range(0, None, lo_open=True, amount=True),
+    "batch_size": Range(0, None, lo_open=True, amount=True),
+    "patience": Range(0, None, lo_open=True, amount=True),
+    "learning_rate": Range(0, None, lo_open=True, amount=True),
+    "weight_decay": Range(0, None, amount=True),
+    "val_fraction": Range(0.0, 0.5, hi_open=True),
+    "label_smoothing": Range(0.0, 1.0, hi_open=True),
+    "distill_weight": Range(0.0, 1.0, lo_open=True),
+    "distill_temperature": Range(0, None, lo_open=True, amount=True),
+    "freeze": Range(0, 20, unit="convolutions"),
+    "ferplus_weight": Range(0.0, 1.0),
+}
 
 
 def _flag(name: str) -> str:

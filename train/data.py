@@ -10,19 +10,23 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import hashlib
 import io
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge.capture.image_files import IMAGE_SUFFIXES
 from edge.preprocessing import EMOTIONS, FACE_SIZE, resize_face
+from train.faceset import CLASS_ALIASES, DataError, FaceSet, stratified_split, subset
+from train.own_faces import is_own_faces, load_own_faces
 
 log = logging.getLogger(__name__)
+
+#: Defined in train.faceset; importable from here as before.
+__all__ = ["CLASS_ALIASES", "DataError", "FaceSet", "load", "stratified_split", "subset"]
 
 #: The splits of the original CSV, in its ``Usage`` column spelling.
 USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
@@ -34,19 +38,6 @@ _SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "PrivateTest": ("privatetest",),
 }
 
-#: Class folder names as redistributions spell them (and as your own photos may be sorted),
-#: mapped to label ids.
-CLASS_ALIASES: dict[str, int] = {
-    "angry": 0, "anger": 0,
-    "disgust": 1, "disgusted": 1,
-    "fear": 2, "fearful": 2,
-    "happy": 3, "happiness": 3,
-    "sad": 4, "sadness": 4,
-    "surprise": 5, "surprised": 5,
-    "neutral": 6,
-}
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm"}
 _PIXELS = FACE_SIZE * FACE_SIZE
 
 
@@ -76,38 +67,6 @@ def check_data_options(parser: argparse.ArgumentParser, args: argparse.Namespace
                      f"image folder) or set {DATA_ENV} (README: Data)")
 
 
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file and row or path."""
-
-
-@dataclass(frozen=True)
-class FaceSet:
-    """A set of labelled faces.
-
-    Attributes:
-        images: ``(N, 48, 48)`` uint8 grayscale faces.
-        labels: ``(N,)`` int64 label ids indexing :data:`EMOTIONS`.
-        source: where the faces came from (path and split), for messages and cards.
-        rows: ``(N,)`` 0-based data-row index of each face in its CSV (header excluded),
-            which is how per-row annotations such as FER+ votes join; ``None`` for folders.
-        targets: ``(N, 7)`` training distributions when they are not the one-hot labels
-            (FER+ votes, see :mod:`train.ferplus`); ``None`` for one-hot labels.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    source: str
-    rows: np.ndarray | None = None
-    targets: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def class_counts(self) -> np.ndarray:
-        """Number of faces per class, indexed like :data:`EMOTIONS`."""
-        return np.bincount(self.labels, minlength=len(EMOTIONS))
-
-
 def load(path: str | Path, usages: Sequence[str] = ("Training",)) -> dict[str, FaceSet]:
     """Load the requested splits from a FER-2013 CSV (plain or ``.gz``) or an image folder.
 
@@ -128,7 +87,6 @@ def load(path: str | Path, usages: Sequence[str] = ("Training",)) -> dict[str, F
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
-    from train.own_faces import is_own_faces, load_own_faces
 
     if is_own_faces(p):
         sets = load_own_faces(p)
@@ -218,37 +176,6 @@ def load_folder_split(root: Path, usage: str) -> FaceSet:
     )
 
 
-def sha256_of(path: str | Path) -> str:
-    """SHA-256 of a data file, or of a folder's image files (relative path + bytes, sorted)."""
-    p = Path(path)
-    h = hashlib.sha256()
-    if p.is_dir():
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            h.update(str(f.relative_to(p)).encode())
-            h.update(f.read_bytes())
-    else:
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def stratified_split(
-    labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (kept, held-out) with ``fraction`` of each class held out."""
-    rng = np.random.default_rng(seed)
-    held: list[np.ndarray] = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        held.append(idx[: round(len(idx) * fraction)])
-    held_idx = np.sort(np.concatenate(held)) if held else np.empty(0, dtype=np.int64)
-    mask = np.ones(len(labels), dtype=bool)
-    mask[held_idx] = False
-    return np.flatnonzero(mask), held_idx
-
-
 #: Training faces (stratified, see :func:`stratified_sample`) int8 calibration draws by
 #: default; quantization-aware training calibrates on the same ones.
 CALIBRATION_FACES = 400
@@ -279,13 +206,6 @@ def smoothed_onehot(labels: np.ndarray, label_smoothing: float = 0.0) -> np.ndar
     """``(N, 7)`` one-hot rows with ``label_smoothing`` of the mass spread over all classes."""
     n = len(EMOTIONS)
     return (np.eye(n)[labels] * (1.0 - label_smoothing) + label_smoothing / n).astype(np.float32)
-
-
-def subset(faces: FaceSet, idx: np.ndarray, name: str) -> FaceSet:
-    """The faces at ``idx`` (rows and targets too) as a new set whose source says ``name``."""
-    return FaceSet(faces.images[idx], faces.labels[idx], f"{faces.source} {name}",
-                   rows=None if faces.rows is None else faces.rows[idx],
-                   targets=None if faces.targets is None else faces.targets[idx])
 
 
 def open_text(path: Path) -> io.TextIOBase:

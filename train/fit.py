@@ -16,9 +16,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from edge.model import sha256_of
 from edge.preprocessing import EMOTIONS
-from train import checkpoints, distill, distribution, ferplus, presets, quant_aware, record
-from train import data as fer
+from train import checkpoints, distill, ferplus, presets, quant_aware, record, strategy
+from train import data as datasets
 from train.config import TrainConfig
 from train.inputs import make_dataset, steps_per_epoch
 
@@ -82,7 +83,7 @@ def run(cfg: TrainConfig) -> dict:
                    else int(state.get("stream_seed", cfg.seed)))
     keras.utils.set_random_seed(stream_seed)
     keras.config.set_dtype_policy(cfg.precision)
-    scale = distribution.Replicas.for_name(cfg.distribute)
+    scale = strategy.Replicas.for_name(cfg.distribute)
     # Loaded (and its preset checked) before the data and teachers, to fail fast.
     with scale.scope():
         resumed = (_resumed_model(out / "last.keras", cfg.arch, cfg.quantize_aware)
@@ -90,7 +91,7 @@ def run(cfg: TrainConfig) -> dict:
     if cfg.quantize_aware and not (cfg.init_from or resumed):
         raise InitFromError("quantize_aware fine-tunes a trained model: pass init_from")
 
-    splits = fer.load(cfg.data, ("Training", cfg.test_usage) if cfg.test_usage
+    splits = datasets.load(cfg.data, ("Training", cfg.test_usage) if cfg.test_usage
                       else ("Training",))
     train_all = splits["Training"]
     if cfg.labels != "fer2013":
@@ -133,8 +134,8 @@ def run(cfg: TrainConfig) -> dict:
         [t["sha256"] for t in teacher_record["models"]] if teacher_record else [],
         stream_seed, cfg.labels)
     # The faces convert.quantize calibrates on, so training sees the ranges the file gets.
-    recalibrate = ([quant_aware.Recalibrate(train_all.images[fer.stratified_sample(
-        train_all.labels, fer.CALIBRATION_FACES, cfg.seed)])] if cfg.quantize_aware else [])
+    recalibrate = ([quant_aware.Recalibrate(train_all.images[datasets.stratified_sample(
+        train_all.labels, datasets.CALIBRATION_FACES, cfg.seed)])] if cfg.quantize_aware else [])
     callbacks: list[keras.callbacks.Callback] = [
         *recalibrate,
         *selecting,
@@ -204,7 +205,8 @@ def _new_model(cfg: TrainConfig, total_steps: int, peak_lr: float) -> keras.Mode
     return model
 
 
-def _split(train_all: fer.FaceSet, cfg: TrainConfig) -> tuple[fer.FaceSet, fer.FaceSet | None]:
+def _split(train_all: datasets.FaceSet,
+           cfg: TrainConfig) -> tuple[datasets.FaceSet, datasets.FaceSet | None]:
     """The faces trained on and the held-out ones (``None`` when ``val_fraction`` is 0).
 
     With no held-out split nothing can pick an epoch or stop early, so the run trains for
@@ -213,11 +215,11 @@ def _split(train_all: fer.FaceSet, cfg: TrainConfig) -> tuple[fer.FaceSet, fer.F
     """
     if cfg.val_fraction == 0:
         return train_all, None
-    keep, held = fer.stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
-    val_set = fer.subset(train_all, held, f"(held-out {cfg.val_fraction:.0%})")
+    keep, held = datasets.stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
+    val_set = datasets.subset(train_all, held, f"(held-out {cfg.val_fraction:.0%})")
     if len(val_set) == 0:
         raise ValueError("val_fraction leaves no validation faces; raise it")
-    return fer.subset(train_all, keep, "(train part)"), val_set
+    return datasets.subset(train_all, keep, "(train part)"), val_set
 
 
 def _stream_seed(cfg: TrainConfig) -> int:
@@ -234,7 +236,7 @@ def _stream_seed(cfg: TrainConfig) -> int:
         return cfg.stream_seed
     if not cfg.init_from:
         return cfg.seed
-    parent_sha256 = fer.sha256_of(str(_init_source(cfg.init_from)))
+    parent_sha256 = sha256_of(str(_init_source(cfg.init_from)))
     return (cfg.seed * 1_000_003 + int(parent_sha256[:12], 16)) % 2**31
 
 
@@ -305,7 +307,7 @@ def _refuse_other_teachers(state: dict, teachers: tuple[str, ...], out: Path) ->
     """Stop a resume whose teacher files differ from the run's, before the teachers run."""
     if not all(Path(t).is_file() for t in teachers):
         return  # the teachers' own loading names the missing file
-    now = [fer.sha256_of(t) for t in teachers]
+    now = [sha256_of(t) for t in teachers]
     if state.get("teacher_sha256", []) != now:
         # Other soft labels would silently make the second half a different run.
         raise distill.TeacherError(
@@ -314,7 +316,7 @@ def _refuse_other_teachers(state: dict, teachers: tuple[str, ...], out: Path) ->
             "resume with the same --teacher files, or start a new --out")
 
 
-def _teacher_targets(cfg: TrainConfig, faces: fer.FaceSet) -> tuple[dict, np.ndarray]:
+def _teacher_targets(cfg: TrainConfig, faces: datasets.FaceSet) -> tuple[dict, np.ndarray]:
     """The blended training targets, and the teacher's record for ``metrics.json``."""
     sources = [Path(t) for t in cfg.teachers]
     started = time.monotonic()

@@ -6,7 +6,7 @@ Layout: one folder per class directly under the root (``my_faces/happy/*.jpg``,
 stratified share of every class is held out automatically (seeded, so reruns agree).
 
 Photos of any size and colour go through the device's own Haar detector and crop
-(:func:`edge.faces.extract_faces` with the default detector settings), so the faces
+(:func:`edge.vision.faces.extract_faces` with the default detector settings), so the faces
 trained on look exactly like the faces the device classifies. A 48x48 grayscale image is
 taken as an already-cropped face. A photo with no face, or with several, is reported and
 left out: which face would the label belong to?
@@ -21,11 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
 from edge.config import DetectorConfig
-from edge.faces import FaceDetector, extract_faces
-from edge.images import ImageError, read_image
 from edge.preprocessing import FACE_SIZE
-from train.data import CLASS_ALIASES, IMAGE_SUFFIXES, DataError, FaceSet, stratified_split
+from edge.vision.faces import FaceDetector, extract_faces
+from train.faceset import CLASS_ALIASES, DataError, FaceSet, stratified_split
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ def prepare(photos: Path, out: Path) -> int:
     import cv2
 
     from edge.config import DetectorConfig
-    from edge.faces import FaceDetector
     from edge.preprocessing import EMOTIONS
+    from edge.vision.faces import FaceDetector
     from train.own_faces import CropReport, crop_faces
 
     cfg = DetectorConfig()

@@ -16,8 +16,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from edge import sysinfo
-from train import data as fer
+from edge.model import sha256_of
+from edge.runtime import sysinfo
+from train import data as datasets
 from train import ferplus
 from train.config import TrainConfig
 from train.metrics import classification_metrics, format_table, plot_confusion, plot_curves
@@ -26,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def write_record(cfg: TrainConfig, best: keras.Model, *, params: int, macs: int,
-                 wall: float, since: int, stream_seed: int, val_set: fer.FaceSet | None,
-                 test: fer.FaceSet | None, teacher_record: dict | None,
+                 wall: float, since: int, stream_seed: int, val_set: datasets.FaceSet | None,
+                 test: datasets.FaceSet | None, teacher_record: dict | None,
                  replicas: int = 1) -> dict:
     """Score ``best``, write ``metrics.json``, the plots, and return the record."""
     out = Path(cfg.out)
@@ -46,9 +47,9 @@ def write_record(cfg: TrainConfig, best: keras.Model, *, params: int, macs: int,
         "seed": cfg.seed,
         "stream_seed": stream_seed,
         "data": str(cfg.data),
-        "data_sha256": fer.sha256_of(cfg.data),
+        "data_sha256": sha256_of(cfg.data),
         "labels": cfg.labels,
-        **({"ferplus": {"votes": cfg.ferplus, "sha256": fer.sha256_of(cfg.ferplus),
+        **({"ferplus": {"votes": cfg.ferplus, "sha256": sha256_of(cfg.ferplus),
                         **({"weight": cfg.ferplus_weight} if cfg.labels == "mixed" else {})}}
            if cfg.ferplus else {}),
         "command": cfg.command,
@@ -75,7 +76,7 @@ def write_record(cfg: TrainConfig, best: keras.Model, *, params: int, macs: int,
     return result
 
 
-def _score_test(cfg: TrainConfig, best: keras.Model, test: fer.FaceSet, result: dict) -> None:
+def _score_test(cfg: TrainConfig, best: keras.Model, test: datasets.FaceSet, result: dict) -> None:
     """The test split's scores: FER-2013 labels, and the FER+ majority given the votes."""
     result["test_usage"] = cfg.test_usage
     predicted = predict(best, test.images)
@@ -84,13 +85,15 @@ def _score_test(cfg: TrainConfig, best: keras.Model, test: fer.FaceSet, result: 
     if cfg.ferplus:
         result["test_ferplus"] = ferplus.majority_metrics(
             ferplus.load_votes(cfg.ferplus, test, cfg.test_usage), predicted)
-        log.info("%s, FER+ majority (%d faces): accuracy %.4f", cfg.test_usage,
-                 result["test_ferplus"]["count"], result["test_ferplus"]["accuracy"])
+        log.info("%s, every face's plain FER+ majority (%d faces): accuracy %.4f; %s",
+                 cfg.test_usage, result["test_ferplus"]["count"],
+                 result["test_ferplus"]["accuracy"],
+                 ferplus.paper_line(result["test_ferplus"]["paper"]))
 
 
 def parent_summary(source: Path) -> dict:
     """A model this run started from or learnt from, with its run's own record if present."""
-    summary: dict = {"model": str(source), "sha256": fer.sha256_of(str(source))}
+    summary: dict = {"model": str(source), "sha256": sha256_of(str(source))}
     metrics = source.parent / "metrics.json"
     if metrics.is_file():
         m = json.loads(metrics.read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.model import sha256_file
+from edge.model import sha256_of
 from train.ferplus import Votes, majority_metrics
 from train.metrics import classification_metrics
 
@@ -31,6 +31,6 @@ def card_scores(usage: str, labels: np.ndarray, predictions: np.ndarray,
     if votes is not None:
         scores["evaluation_ferplus"] = {
             "split": usage,
-            "votes_sha256": sha256_file(votes_path) if votes_path else None,
+            "votes_sha256": sha256_of(votes_path) if votes_path else None,
             **majority_metrics(votes, predictions)}
     return scores

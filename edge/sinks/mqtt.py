@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge.config import Config, ConfigError, MqttSinkConfig
+from edge.config.secrets import read_secret
 from edge.events import EmotionEvent
 from edge.sinks.spool import Spool
 
@@ -36,19 +36,7 @@ log = logging.getLogger(__name__)
 
 def read_password(cfg: MqttSinkConfig) -> str | None:
     """The broker password from ``password_file`` or ``password_env`` (never from YAML)."""
-    if cfg.password_file:
-        try:
-            return Path(cfg.password_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"sinks.mqtt.password_file: cannot read {cfg.password_file} "
-                              f"({exc.strerror})") from None
-    if cfg.password_env:
-        value = os.environ.get(cfg.password_env)
-        if value is None:
-            raise ConfigError(f"sinks.mqtt.password_env: environment variable "
-                              f"{cfg.password_env} is not set")
-        return value
-    return None
+    return read_secret("sinks.mqtt.password", cfg.password_file, cfg.password_env)
 
 
 class MqttSink:

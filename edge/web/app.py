@@ -22,8 +22,8 @@ import numpy as np
 from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
+from edge.capture.image_files import MAX_PIXELS, header_size
 from edge.config import WebConfig
-from edge.images import MAX_PIXELS, header_size
 from edge.model import ModelCard
 from edge.stats import Stats
 from edge.web.live import LiveState, blank_jpeg

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 
 from edge.annotate import draw_faces
+from edge.capture.sources import Frame
 from edge.events import EmotionEvent
-from edge.faces import Box
-from edge.sources import Frame
-from edge.tracking import Tracker
+from edge.vision.boxes import Box
+from edge.vision.tracking import Tracker
 
 #: Seconds of dominant-emotion history the page's timeline shows (one sample a second).
 TIMELINE_S = 600

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from waitress.server import create_server
 
 from edge.config import ConfigError, WebConfig
+from edge.config.secrets import read_secret
 from edge.model import ModelCard
 from edge.stats import Stats
 from edge.web.app import WebParts, create_app
@@ -37,22 +36,7 @@ def read_token(cfg: WebConfig) -> str | None:
     Raises:
         ConfigError: the file or variable is missing or empty.
     """
-    if cfg.auth_token_file:
-        try:
-            token = Path(cfg.auth_token_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"web.auth_token_file: cannot read {cfg.auth_token_file} "
-                              f"({exc.strerror})") from None
-        if not token:
-            raise ConfigError(f"web.auth_token_file: {cfg.auth_token_file} is empty")
-        return token
-    if cfg.auth_token_env:
-        token = os.environ.get(cfg.auth_token_env, "").strip()
-        if not token:
-            raise ConfigError(f"web.auth_token_env: environment variable "
-                              f"{cfg.auth_token_env} is not set")
-        return token
-    return None
+    return read_secret("web.auth_token", cfg.auth_token_file, cfg.auth_token_env)
 
 
 class WebServer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from edge.sources import Frame, FrameSource, SourceError
+from edge.capture.sources import Frame, FrameSource, SourceError
 from edge.stats import Stats
 
 log = logging.getLogger(__name__)

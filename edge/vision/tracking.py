@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.config import TrackingConfig
 from edge.events import EmotionEvent, EventType, new_run_id
-from edge.faces import Box, iou
+from edge.vision.boxes import Box, centre_distance, iou
 
 
 @dataclass
@@ -157,7 +157,7 @@ class Tracker:
             for bi, b in enumerate(boxes):
                 if bi in used_b:
                     continue
-                d = _centre_distance(t.box, b)
+                d = centre_distance(t.box, b)
                 if d < 0.75 * max(t.box[2], b[2]) and d < best_d:
                     best, best_d = bi, d
             if best >= 0:
@@ -196,7 +196,3 @@ class Tracker:
             ts=ts, device=self.device, face=track.id, type=kind, emotion=self.labels[idx],
             confidence=float(track.probs[idx]), probs=probs, box=track.box, frame=frame,
             model=self.model_id, id=f"{self.run}-{self._events}", captured_mono=mono)
-
-
-def _centre_distance(a: Box, b: Box) -> float:
-    return float(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2))

@@ -16,6 +16,7 @@ import numpy as np
 
 from edge.config import DetectorConfig
 from edge.preprocessing import FACE_SIZE, resize_face
+from edge.vision.boxes import Box, crop_box, dedupe
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,6 @@ BUILTIN_CASCADES = {
     "default": "haarcascade_frontalface_default.xml",
     "alt2": "haarcascade_frontalface_alt2.xml",
 }
-
-Box = tuple[int, int, int, int]
 
 #: Face width, in pixels, that windows around tracked faces are shrunk to before the
 #: cascade runs: well above its 24-pixel window, small enough to be cheap.
@@ -125,8 +124,8 @@ class FaceDetector:
                 img, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
                 minSize=(lo, lo), maxSize=(hi, hi))
             inv = (x1 - x0) / roi.shape[1]
-            found += [(round(rx * inv) + x0, round(ry * inv) + y0, round(rw * inv),
-                       round(rh * inv)) for (rx, ry, rw, rh) in rects]
+            found += [Box(round(rx * inv) + x0, round(ry * inv) + y0, round(rw * inv),
+                          round(rh * inv)) for (rx, ry, rw, rh) in rects]
         return dedupe(found)
 
     def downscale(self, gray: np.ndarray) -> np.ndarray:
@@ -170,8 +169,8 @@ class FaceDetector:
         rects = self._cascade.detectMultiScale(
             img, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
             minSize=(lo, lo), maxSize=(hi, hi) if hi else (0, 0))
-        boxes = [(round((rx + ox) * scale), round((ry + oy) * scale), round(rw * scale),
-                  round(rh * scale)) for (rx, ry, rw, rh) in rects]
+        boxes = [Box(round((rx + ox) * scale), round((ry + oy) * scale), round(rw * scale),
+                     round(rh * scale)) for (rx, ry, rw, rh) in rects]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes
 
@@ -192,18 +191,6 @@ def shrink(image: np.ndarray, size: tuple[int, int],
     return cv2.resize(image, size, dst=dst, interpolation=cv2.INTER_AREA)
 
 
-def crop_box(box: Box, frame_shape: tuple[int, ...], margin: float) -> Box:
-    """The square crop around ``box`` widened by ``margin`` per side, kept inside the frame."""
-    x, y, w, h = box
-    fh, fw = frame_shape[:2]
-    side = round(max(w, h) * (1.0 + 2.0 * margin))
-    side = min(side, fw, fh)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    x0 = round(min(max(cx - side / 2.0, 0), fw - side))
-    y0 = round(min(max(cy - side / 2.0, 0), fh - side))
-    return x0, y0, side, side
-
-
 def extract_faces(gray: np.ndarray, boxes: list[Box], margin: float,
                   out: np.ndarray | None = None) -> np.ndarray:
     """Model-ready ``(N, 48, 48)`` uint8 faces for ``boxes`` (written into ``out`` if big enough).
@@ -217,27 +204,3 @@ def extract_faces(gray: np.ndarray, boxes: list[Box], margin: float,
         x, y, w, h = crop_box(box, gray.shape, margin)
         resize_face(gray[y:y + h, x:x + w], out=out[i])
     return out[:n]
-
-
-def intersection(a: Box, b: Box) -> int:
-    """The area two ``(x, y, w, h)`` boxes share (0 when they do not overlap)."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return ix * iy
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    inter = intersection(a, b)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def dedupe(boxes: list[Box], threshold: float = 0.3) -> list[Box]:
-    """``boxes`` without the smaller of any two that overlap by more than ``threshold`` IoU."""
-    boxes = sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
-    kept: list[Box] = []
-    for b in boxes:
-        if all(iou(b, k) < threshold for k in kept):
-            kept.append(b)
-    return kept

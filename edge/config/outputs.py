@@ -1,7 +1,7 @@
 """The output side of the device configuration: the event sinks and the web server.
 
-Part of :mod:`edge.config` (which re-exports every name here), kept apart so each file
-stays short. Same rules: typed, frozen dataclasses, each checked by its ``_validate``.
+Part of :mod:`edge.config` (which re-exports every name here). Same rules as
+:mod:`edge.config.sections`: ranges declared on the fields, cross-field rules in ``_validate``.
 """
 
 from __future__ import annotations
@@ -10,19 +10,17 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 
-from edge.checks import DAY_S, HOUR_S, ConfigError, at_most, non_negative, positive
+from edge.config.checks import DAY_S, HOUR_S, ConfigError, non_negative, positive, ranged
 
 
 @dataclass(frozen=True)
 class Backoff:
     """Retry delays: start at ``initial_s``, double each failure, never above ``max_s``."""
 
-    initial_s: float = 1.0
-    max_s: float = 30.0
+    initial_s: float = positive(1.0, HOUR_S)
+    max_s: float = positive(30.0, HOUR_S)
 
     def _validate(self, at: str) -> None:
-        positive(self.initial_s, f"{at}.initial_s", HOUR_S)
-        at_most(self.max_s, f"{at}.max_s", HOUR_S)
         if self.max_s < self.initial_s:
             raise ConfigError(f"{at}.max_s: must be >= initial_s ({self.initial_s}), "
                               f"got {self.max_s}")
@@ -34,12 +32,8 @@ class LogSinkConfig:
 
     enabled: bool = True
     path: str = "events.jsonl"
-    max_bytes: int = 10_000_000
-    backups: int = 5
-
-    def _validate(self, at: str) -> None:
-        positive(self.max_bytes, f"{at}.max_bytes")
-        non_negative(self.backups, f"{at}.backups", 100)
+    max_bytes: int = positive(10_000_000)
+    backups: int = non_negative(5, 100)
 
 
 @dataclass(frozen=True)
@@ -66,30 +60,24 @@ class MqttSinkConfig:
 
     enabled: bool = False
     host: str = "localhost"
-    port: int = 1883
+    port: int = ranged(1883, 1, 65535)
     client_id: str | None = None
-    keepalive_s: int = 60
+    keepalive_s: int = positive(60, 65_535)  # MQTT's own limit
     topic_prefix: str = "emotion-edge"
     username: str | None = None
     password_file: str | None = None
     password_env: str | None = None
     tls: MqttTlsConfig = field(default_factory=MqttTlsConfig)
-    max_inflight: int = 20
-    spool_max_events: int = 100_000
-    state_every_s: float = 5.0
+    max_inflight: int = positive(20, 65_535)
+    spool_max_events: int = positive(100_000, 100_000_000)
+    state_every_s: float = positive(5.0, DAY_S)
     reconnect: Backoff = field(default_factory=lambda: Backoff(1.0, 60.0))
     homeassistant_discovery: bool = False
     discovery_prefix: str = "homeassistant"
 
     def _validate(self, at: str) -> None:
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"{at}.port: must be in 1..65535, got {self.port}")
         if not self.host.strip():
             raise ConfigError(f"{at}.host: must name the broker (a host name or address)")
-        positive(self.keepalive_s, f"{at}.keepalive_s", 65_535)  # MQTT's own limit
-        positive(self.max_inflight, f"{at}.max_inflight", 65_535)
-        positive(self.spool_max_events, f"{at}.spool_max_events", 100_000_000)
-        positive(self.state_every_s, f"{at}.state_every_s", DAY_S)
         if not self.topic_prefix or "#" in self.topic_prefix or "+" in self.topic_prefix:
             raise ConfigError(f"{at}.topic_prefix: must be a non-empty topic without wildcards, "
                               f"got {self.topic_prefix!r}")
@@ -121,25 +109,19 @@ class WebConfig:
 
     enabled: bool = False
     bind: str = "127.0.0.1"
-    port: int = 8080
+    port: int = ranged(8080, 0, 65535, note="0: any free port")
     auth_token_file: str | None = None
     auth_token_env: str | None = None
     preview: bool = False
-    preview_fps: float = 5.0
-    upload_max_bytes: int = 8_000_000
-    events_kept: int = 1000
+    preview_fps: float = positive(5.0, 10)
+    upload_max_bytes: int = positive(8_000_000, 100_000_000)
+    events_kept: int = positive(1000, 100_000)
 
     def _validate(self, at: str) -> None:
-        if not 0 <= self.port < 65536:
-            raise ConfigError(f"{at}.port: must be in 0..65535 (0: any free port), "
-                              f"got {self.port}")
         if self.auth_token_file and self.auth_token_env:
             raise ConfigError(f"{at}: set auth_token_file or auth_token_env, not both")
         if not self.bind.strip():
             raise ConfigError(f"{at}.bind: must be an address to listen on (127.0.0.1)")
-        positive(self.preview_fps, f"{at}.preview_fps", 10)
-        positive(self.upload_max_bytes, f"{at}.upload_max_bytes", 100_000_000)
-        positive(self.events_kept, f"{at}.events_kept", 100_000)
         if (self.enabled and not is_loopback(self.bind)
                 and not (self.auth_token_file or self.auth_token_env)):
             raise ConfigError(f"{at}.bind: {self.bind} is reachable from other machines; "

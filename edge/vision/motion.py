@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from edge.config import MotionConfig
-from edge.faces import Box
+from edge.vision.boxes import Box, enclosing, intersection
 
 #: Weight of the newest tiny frame in the running average: a change fades from the
 #: average over about 1 / _AVERAGE frames, so a still scene settles within a few frames.
@@ -100,7 +100,7 @@ class MotionDetector:
 
 def _scaled(blob: np.ndarray, sx: float, sy: float) -> Box:
     x, y, bw, bh = (int(v) for v in blob[:4])
-    return (int(x * sx), int(y * sy), int(np.ceil(bw * sx)), int(np.ceil(bh * sy)))
+    return Box(int(x * sx), int(y * sy), int(np.ceil(bw * sx)), int(np.ceil(bh * sy)))
 
 
 def search_regions(boxes: tuple[Box, ...] | list[Box], shape: tuple[int, ...], pad: float,
@@ -110,7 +110,7 @@ def search_regions(boxes: tuple[Box, ...] | list[Box], shape: tuple[int, ...], p
     still gets a window big enough to hold the whole face), moved inside the frame, and
     overlapping areas merged into one."""
     fh, fw = shape[:2]
-    grown: list[list[int]] = []
+    grown: list[Box] = []
     for x, y, w, h in boxes:
         side_w = min(fw, round(max(w * (1 + 2 * pad), least)))
         side_h = min(fh, round(max(h * (1 + 2 * pad), least)))
@@ -118,17 +118,11 @@ def search_regions(boxes: tuple[Box, ...] | list[Box], shape: tuple[int, ...], p
         # whole window.
         x0 = min(max(0, round(x + w / 2 - side_w / 2)), fw - side_w)
         y0 = min(max(0, round(y + h / 2 - side_h / 2)), fh - side_h)
-        grown.append([x0, y0, x0 + side_w, y0 + side_h])
+        grown.append(Box(x0, y0, side_w, side_h))
     # A handful of areas: merging the first overlapping pair until none is left is
     # cheaper than anything smarter.
     while pair := next(((i, j) for i in range(len(grown)) for j in range(i + 1, len(grown))
-                        if _overlap(grown[i], grown[j])), None):
+                        if intersection(grown[i], grown[j])), None):
         i, j = pair
-        a, b = grown[i], grown.pop(j)
-        grown[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-    return [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in grown]
-
-
-def _overlap(a: list[int], b: list[int]) -> bool:
-    """Whether two ``[x0, y0, x1, y1]`` areas overlap."""
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+        grown[i] = enclosing(grown[i], grown.pop(j))
+    return grown

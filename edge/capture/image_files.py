@@ -19,6 +19,11 @@ import numpy as np
 MAX_PIXELS = 50_000_000
 
 
+#: Still-image files every reader here takes (OpenCV decodes them all): the device's image
+#: folders and photos, and the class folders of your own faces in training.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})
+
+
 class ImageError(ValueError):
     """An image that cannot be used; the message names the file and why."""
 

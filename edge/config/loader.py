@@ -1,4 +1,4 @@
-"""The device configuration: typed, frozen dataclasses, loaded and validated in one place.
+"""Loading the device configuration: a YAML file and the command line's overrides, checked once.
 
 ``load(path, overrides)`` reads the YAML file, applies dotted-key overrides (from the CLI),
 and returns a :class:`Config`; anything wrong raises one :class:`ConfigError` naming the
@@ -18,176 +18,16 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from edge.checks import (
-    DAY_S,
-    HOUR_S,
-    MAX_INT,
-    ConfigError,
-    checked_string,
-    non_negative,
-    positive,
-    show,
+from edge.config.checks import MAX_INT, ConfigError, check_ranges, checked_string, show
+from edge.config.outputs import SinksConfig, WebConfig
+from edge.config.sections import (
+    DetectorConfig,
+    ModelConfig,
+    MotionConfig,
+    PipelineConfig,
+    SourceConfig,
+    TrackingConfig,
 )
-from edge.config_outputs import (
-    Backoff,
-    LogSinkConfig,
-    MqttSinkConfig,
-    MqttTlsConfig,
-    SinksConfig,
-    StdoutSinkConfig,
-    WebConfig,
-    is_loopback,
-    sink_names,
-)
-
-#: The whole config API lives here; the output sections are defined in edge.config_outputs.
-__all__ = [
-    "MAX_INT", "PATH_KEYS", "Backoff", "Config", "ConfigError", "DetectorConfig",
-    "LogSinkConfig", "ModelConfig", "MotionConfig", "MqttSinkConfig", "MqttTlsConfig",
-    "PipelineConfig", "SinksConfig", "SourceConfig", "StdoutSinkConfig", "TrackingConfig",
-    "WebConfig", "build", "is_loopback", "load", "shipped", "show", "sink_names",
-]
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    """Where frames come from."""
-
-    kind: Literal["auto", "opencv", "picamera2", "images"] = "auto"
-    uri: str | int = 0
-    width: int = 640
-    height: int = 480
-    fps: float = 30.0
-    loop: bool = False
-    queue_size: int = 4
-    realtime: bool | None = None
-    stall_timeout_s: float = 5.0
-    reconnect: Backoff = field(default_factory=Backoff)
-
-    def _validate(self, at: str) -> None:
-        positive(self.width, f"{at}.width", 8192)
-        positive(self.height, f"{at}.height", 8192)
-        positive(self.fps, f"{at}.fps", 1000)
-        positive(self.queue_size, f"{at}.queue_size", 1000)
-        positive(self.stall_timeout_s, f"{at}.stall_timeout_s", HOUR_S)
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Haar-cascade face detection."""
-
-    cascade: str = "default"
-    detect_width: int = 320
-    scale_factor: float = 1.1
-    min_neighbors: int = 6
-    min_size: int = 48
-    margin: float = 0.15
-    equalize: bool = False
-    full_every: int = 5
-    region_margin: float = 0.5
-
-    def _validate(self, at: str) -> None:
-        if not 80 <= self.detect_width <= 4096:
-            raise ConfigError(f"{at}.detect_width: must be in 80..4096 pixels, "
-                              f"got {self.detect_width}")
-        if not 1.01 <= self.scale_factor <= 2.0:
-            raise ConfigError(f"{at}.scale_factor: must be in [1.01, 2.0], "
-                              f"got {self.scale_factor}")
-        positive(self.min_neighbors, f"{at}.min_neighbors", 100)
-        positive(self.min_size, f"{at}.min_size", 4096)
-        if not 0.0 <= self.margin <= 1.0:
-            raise ConfigError(f"{at}.margin: must be in [0, 1], got {self.margin}")
-        positive(self.full_every, f"{at}.full_every", 1000)
-        if not 0.0 <= self.region_margin <= 3.0:
-            raise ConfigError(f"{at}.region_margin: must be in [0, 3], got {self.region_margin}")
-
-
-@dataclass(frozen=True)
-class MotionConfig:
-    """Motion-first detection (:mod:`edge.motion`, :mod:`edge.schedule`)."""
-
-    enabled: bool = True
-    width: int = 96
-    threshold: float = 16.0
-    min_area: int = 3
-    max_share: float = 0.25
-    safety_every: int = 30
-    safety_slices: int = 4
-    search_every: int = 3
-    still_check_every: int = 1
-    classify_every: int = 2
-
-    def _validate(self, at: str) -> None:
-        if not 32 <= self.width <= 640:
-            raise ConfigError(f"{at}.width: must be in 32..640 pixels, got {self.width}")
-        if not 1.0 <= self.threshold <= 255.0:
-            raise ConfigError(f"{at}.threshold: must be in [1, 255] gray levels, "
-                              f"got {self.threshold}")
-        positive(self.min_area, f"{at}.min_area", 10_000)
-        if not 0.0 < self.max_share <= 1.0:
-            raise ConfigError(f"{at}.max_share: must be in (0, 1], got {self.max_share}")
-        non_negative(self.safety_every, f"{at}.safety_every", 10_000)
-        positive(self.safety_slices, f"{at}.safety_slices", 16)
-        if self.safety_every and self.safety_slices > self.safety_every:
-            raise ConfigError(f"{at}.safety_slices: must be at most safety_every "
-                              f"({self.safety_every}), got {self.safety_slices}")
-        positive(self.search_every, f"{at}.search_every", 1000)
-        positive(self.still_check_every, f"{at}.still_check_every", 10_000)
-        positive(self.classify_every, f"{at}.classify_every", 1000)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The classifier model."""
-
-    path: str = "models/emotion_ferplus_int8.tflite"
-    card: str | None = None
-    threads: int = 1
-    runtime: Literal["auto", "litert", "tflite_runtime", "tensorflow"] = "auto"
-
-    def _validate(self, at: str) -> None:
-        positive(self.threads, f"{at}.threads", 64)
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Face identity across frames and temporal smoothing of the emotion."""
-
-    iou_threshold: float = 0.3
-    max_missed: int = 10
-    min_hits: int = 3
-    smoothing: float = 0.3
-    change_frames: int = 5
-    summary_every_s: float = 0.0
-
-    def _validate(self, at: str) -> None:
-        if not 0.0 < self.iou_threshold < 1.0:
-            raise ConfigError(f"{at}.iou_threshold: must be in (0, 1), got {self.iou_threshold}")
-        non_negative(self.max_missed, f"{at}.max_missed", 10_000)
-        positive(self.min_hits, f"{at}.min_hits", 10_000)
-        if not 0.0 < self.smoothing <= 1.0:
-            raise ConfigError(f"{at}.smoothing: must be in (0, 1] (1 = no smoothing), "
-                              f"got {self.smoothing}")
-        positive(self.change_frames, f"{at}.change_frames", 10_000)
-        non_negative(self.summary_every_s, f"{at}.summary_every_s", DAY_S)
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Threads, limits and reporting."""
-
-    workers: int = 2
-    opencv_threads: int = 0
-    max_frames: int = 0
-    stats_every_s: float = 10.0
-    annotate_video: str | None = None
-
-    def _validate(self, at: str) -> None:
-        if not 1 <= self.workers <= 16:
-            raise ConfigError(f"{at}.workers: must be in 1..16, got {self.workers}")
-        non_negative(self.opencv_threads, f"{at}.opencv_threads", 64)
-        non_negative(self.max_frames, f"{at}.max_frames")
-        non_negative(self.stats_every_s, f"{at}.stats_every_s", DAY_S)
 
 
 @dataclass(frozen=True)
@@ -264,7 +104,7 @@ PATH_KEYS: tuple[str, ...] = (
     "sinks.mqtt.tls.key_file", "pipeline.annotate_video", "detector.cascade",
     "web.auth_token_file")
 
-#: Cascade names that are not paths (see ``edge.faces.cascade_path``).
+#: Cascade names that are not paths (see ``edge.vision.faces.cascade_path``).
 _CASCADE_NAMES = ("default", "alt2", "alt", "alt_tree", "lbp")
 
 
@@ -290,7 +130,7 @@ def shipped(relative: str) -> Path:
     Looked up in the current directory (a clone), next to the ``edge`` package (an
     editable install), and in ``<prefix>/share/emotion-edge`` (a wheel install's data).
     """
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # edge/config/loader.py -> the clone
     for base in (Path.cwd(), here, Path(sys.prefix) / "share" / "emotion-edge"):
         if (base / relative).exists():
             return base / relative
@@ -325,6 +165,7 @@ def build(cls: type, data: Any, at: str) -> Any:
     kwargs = {name: _coerce(hints[name], data[name], _join(at, name))
               for name in names if name in data}
     obj = cls(**kwargs)
+    check_ranges(obj, at)
     validate = getattr(obj, "_validate", None)
     if validate is not None:
         validate(at)

@@ -14,22 +14,18 @@ import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
+from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
 from edge.config import SourceConfig
-from edge.images import ImageError, read_image
-
-if TYPE_CHECKING:
-    from edge.motion import Motion
 
 log = logging.getLogger(__name__)
 
-#: File endings read as still images.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
-_VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg"}
+#: Files a source reads as video (anything else that is not an image is tried as one too).
+VIDEO_FILE_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg", ".mjpg"}
 
 
 class SourceError(RuntimeError):
@@ -50,8 +46,6 @@ class Frame:
             or ``None`` to let the detector downscale ``gray``.
         name: file name for still images, else ``""``.
         gray_s: seconds spent converting to gray (reported as its own stage).
-        motion: where the picture moved since the last frames (set by the detection
-            schedule in the capture thread; ``None`` without motion-first detection).
     """
 
     seq: int
@@ -62,7 +56,6 @@ class Frame:
     small_gray: np.ndarray | None = None
     name: str = ""
     gray_s: float = 0.0
-    motion: Motion | None = None
 
 
 class FrameSource(Protocol):
@@ -335,6 +328,6 @@ def _looks_like_images(uri: str) -> bool:
     p = Path(uri)
     if p.is_dir():
         return True
-    if p.suffix.lower() in _VIDEO_SUFFIXES or "://" in uri:
+    if p.suffix.lower() in VIDEO_FILE_SUFFIXES or "://" in uri:
         return False
     return p.suffix.lower() in IMAGE_SUFFIXES or any(c in uri for c in "*?[")

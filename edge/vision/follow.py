@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.faces import Box, shrink
+from edge.vision.boxes import Box
+from edge.vision.faces import shrink
 
 #: Template width in pixels: enough detail to lock onto a face, small enough to be cheap.
 TEMPLATE_PX = 32

@@ -12,9 +12,9 @@ import threading
 import time
 
 from edge.config import Config
-from edge.notify import Notifier
-from edge.pipeline import Pipeline, RunResult
-from edge.schedule import describe_schedule
+from edge.runtime.notify import Notifier
+from edge.runtime.pipeline import Pipeline, RunResult
+from edge.vision.schedule import describe_schedule
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ Haar detection is most of a frame's cost, and a full-frame search the most of th
 schedules, chosen per frame:
 
 **Motion first** (``motion.enabled``, the default). The capture thread measures motion on
-a tiny gray frame (:mod:`edge.motion`); a worker then runs the cascade only
+a tiny gray frame (:mod:`edge.vision.motion`); a worker then runs the cascade only
 - around the known faces (tracked, or found by a worker in the last few frames). A
   steady face (confirmed, found in its latest frame) is followed by template matching
-  (:mod:`edge.follow`, a fraction of a millisecond) and checked by the cascade on one
+  (:mod:`edge.vision.follow`, a fraction of a millisecond) and checked by the cascade on one
   frame in ``search_every``, in a tight window where it went; a new or missed face, or a
   poor match, gets a cascade window around its last box every frame. With
   ``still_check_every`` above 1, a steady face with no motion near it keeps its box
@@ -28,8 +28,10 @@ frames and windows around tracked faces in between, with a full search whenever 
 face is not found in its window or nobody is tracked.
 
 Frames are counted, not timed, so what is searched in which frame does not depend on the
-machine. The collector publishes the tracked boxes (:meth:`DetectionSchedule.track`); the
-workers read them (:meth:`DetectionSchedule.detect`). The published value is an immutable
+machine. Three threads drive one schedule: the capture thread measures each frame's motion
+(:meth:`DetectionSchedule.observe`), which travels with the frame through the queue; a
+worker finds the faces in it (:meth:`DetectionSchedule.find`); the collector publishes
+the tracked boxes (:meth:`DetectionSchedule.track`). The published value is an immutable
 tuple replaced whole, so workers never see it half-written.
 """
 
@@ -43,12 +45,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.capture.sources import Frame
 from edge.config import MotionConfig
-from edge.faces import Box, FaceDetector, dedupe, intersection, iou
-from edge.follow import Template, cut, follow
-from edge.motion import Motion, MotionDetector, search_regions
-from edge.sources import Frame
 from edge.stats import Stats
+from edge.vision.boxes import Box, dedupe, iou, mostly_inside, touches_any, widen
+from edge.vision.faces import FaceDetector
+from edge.vision.follow import Template, cut, follow
+from edge.vision.motion import Motion, MotionDetector, search_regions
 
 #: Padding around a moving area before it is searched, per side, as a fraction of its size.
 _MOTION_PAD = 0.5
@@ -94,6 +97,15 @@ class Tracked:
 
     box: Box
     steady: bool
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one frame does for each known face (:meth:`DetectionSchedule._plan`)."""
+
+    moving: list[Box]  # searched by the cascade in a window around the last box
+    followed: list[Box]  # followed by template, then checked in a tight window
+    kept: list[Box]  # boxes not searched by the cascade in this frame
 
 
 @dataclass(frozen=True)
@@ -144,27 +156,36 @@ class DetectionSchedule:
         """Whether the collector needs to publish tracked boxes (:meth:`track`)."""
         return self.full_every > 1 or self.motion is not None
 
-    def observe(self, frame: Frame) -> None:
-        """Measure ``frame``'s motion (capture thread, frames in order)."""
+    def observe(self, frame: Frame) -> Motion | None:
+        """``frame``'s motion (capture thread, frames in order), to travel with the frame
+        to the worker that calls :meth:`find`; ``None`` when motion-first is off."""
         if self._motion is None:
-            return
+            return None
         t0 = time.perf_counter()
         small = frame.small_gray
-        frame.motion = self._motion.update(small if small is not None else frame.gray,
-                                           frame.gray.shape)
+        motion = self._motion.update(small if small is not None else frame.gray,
+                                     frame.gray.shape)
         self.stats.record("motion", time.perf_counter() - t0)
+        return motion
 
     def track(self, tracked: list[Tracked]) -> None:
         """Publish the tracked faces' latest boxes (collector thread)."""
         self._tracked = tuple(tracked)
 
-    def detect(self, detector: FaceDetector, frame: Frame, order: int) -> list[Box]:
-        """The faces in ``frame``, the ``order``-th frame handed to the workers."""
-        return self.find(detector, frame, order).boxes
+    def detect(self, detector: FaceDetector, frame: Frame, order: int,
+               motion: Motion | None = None) -> list[Box]:
+        """Only the boxes of :meth:`find` (for tools and tests that do not classify)."""
+        return self.find(detector, frame, order, motion).boxes
 
-    def find(self, detector: FaceDetector, frame: Frame, order: int) -> Found:
-        """The faces in ``frame`` and which of them may keep their last classification."""
-        m, motion = self.motion, frame.motion
+    def find(self, detector: FaceDetector, frame: Frame, order: int,
+             motion: Motion | None = None) -> Found:
+        """The faces in ``frame``, the ``order``-th frame handed to the workers, and which of
+        them may keep their last classification (worker threads).
+
+        Args:
+            motion: what :meth:`observe` measured on this frame.
+        """
+        m = self.motion
         if m is not None and motion is not None and not motion.first:
             found = self._motion_first(detector, frame, order, m, motion)
             if found is not None:
@@ -175,25 +196,49 @@ class DetectionSchedule:
     def _motion_first(self, detector: FaceDetector, frame: Frame, order: int,
                       m: MotionConfig, motion: Motion) -> Found | None:
         """Motion-first search; ``None`` when the moving areas cover most of the frame."""
-        stats, tracked, shape = self.stats, self._tracked, frame.gray.shape
-        known = [t.box for t in tracked]
-        known += [b for o, b in self._recent if abs(o - order) < _RECENT_FRAMES
-                  and all(iou(b, k) < 0.3 for k in known)]
-        windows = [_widen(b, self.region_margin) for b in known]
-        unexplained = [b for b in motion.boxes if not any(_inside(b, w) for w in windows)]
+        shape = frame.gray.shape
+        known = self._known(order)
+        windows = [widen(b, self.region_margin) for b in known]
+        unexplained = [b for b in motion.boxes if not any(mostly_inside(b, w) for w in windows)]
         regions = search_regions(unexplained, shape, _MOTION_PAD, self._least)
         if sum(w * h for _, _, w, h in regions) > m.max_share * shape[0] * shape[1]:
             return None
+        t0 = time.perf_counter()
+        plan = self._plan(frame, order, m, motion, known, windows)
+        found, lost = self._check_windows(detector, frame, plan)
+        safety = bool(m.safety_every and order % m.safety_every < m.safety_slices)
+        if regions or safety or lost:
+            t0 += self._searches(detector, frame, order, m, regions, lost, safety,
+                                 known, found)
+        self.stats.record("detect", time.perf_counter() - t0)
+        found = dedupe(found)
+        boxes = dedupe(found + plan.kept)
+        self._remember(order, boxes, [c for b in found if (c := cut(frame.gray, b, order))])
+        # A face the cascade did not see in this frame (followed or kept) has the same
+        # crop, give or take a pixel or two, as when last classified.
+        thin = order % m.classify_every != 0
+        return Found(boxes, [thin and b in plan.kept and b not in found for b in boxes])
+
+    def _known(self, order: int) -> list[Box]:
+        """The tracked faces' boxes, then those workers found in the frames around
+        ``order`` that the tracker does not have yet (in that order)."""
+        known = [t.box for t in self._tracked]
+        known += [b for o, b in self._recent if abs(o - order) < _RECENT_FRAMES
+                  and all(iou(b, k) < 0.3 for k in known)]
+        return known
+
+    def _plan(self, frame: Frame, order: int, m: MotionConfig, motion: Motion,
+              known: list[Box], windows: list[Box]) -> _Plan:
+        """What each known face needs in this frame: nothing (kept), following and a tight
+        check (followed), or a cascade window around its last box (moving)."""
+        tracked, stats = self._tracked, self.stats
         check_still = order % m.still_check_every == 0
         search_all = order % m.search_every == 0
-        moving: list[Box] = []  # searched by the cascade in a window around the last box
-        followed: list[Box] = []  # followed here, then searched in a tight window
-        kept: list[Box] = []  # boxes not found by the cascade in this frame
-        t0 = time.perf_counter()
+        plan = _Plan([], [], [])
         for i, (box, window) in enumerate(zip(known, windows, strict=True)):
             steady = i < len(tracked) and tracked[i].steady
-            if steady and not check_still and not _touches(window, motion.boxes):
-                kept.append(box)
+            if steady and not check_still and not touches_any(window, motion.boxes):
+                plan.kept.append(box)
                 stats.add("detect_still")
                 continue
             # Only a steady face is followed: a new or missed one must be seen by the
@@ -204,58 +249,63 @@ class DetectionSchedule:
                 moved, score = follow(frame.gray, template, _FOLLOW_REACH)
                 if score >= _FOLLOW_MATCH:
                     if search_all:  # the cascade checks it where it now is
-                        followed.append(moved)
+                        plan.followed.append(moved)
                     else:
-                        kept.append(moved)
+                        plan.kept.append(moved)
                         stats.add("detect_followed")
                     continue
-            moving.append(box)
+            plan.moving.append(box)
+        return plan
+
+    def _check_windows(self, detector: FaceDetector, frame: Frame,
+                       plan: _Plan) -> tuple[list[Box], list[Box]]:
+        """The cascade in the windows of followed and moving faces: what it found there,
+        and the faces it did not find in their windows (lost)."""
         found: list[Box] = []
-        if followed:
-            found += detector.detect_around(frame.gray, followed, _CHECK_MARGIN, _CHECK_SIZES,
-                                             _CHECK_FACE_PX)
-            stats.add("detect_partial")
-        if moving:
-            found += detector.detect_around(frame.gray, moving, self.region_margin)
-            stats.add("detect_partial")
-        lost = [b for b in followed + moving if all(iou(b, f) == 0.0 for f in found)]
-        safety = m.safety_every and order % m.safety_every < m.safety_slices
-        if regions or safety or lost:
-            t1 = time.perf_counter()
-            small = (frame.small_gray if frame.small_gray is not None
-                     else detector.downscale(frame.gray))
-            t2 = time.perf_counter()
-            stats.record("resize", t2 - t1)
-            t0 += t2 - t1
-            scale = shape[1] / small.shape[1]
-            for region in regions:
-                found += detector.search(small, scale, region)
-                stats.add("detect_motion")
-            # A known face missing from its window moved fast or changed size: search a
-            # wider area around it at every size before counting it as missed.
-            for region in search_regions(lost, shape, _LOST_PAD, self._least):
-                found += detector.search(small, scale, region)
-                stats.add("detect_fallback")
-            if safety:
-                bands = size_bands(max(12, int(detector.cfg.min_size / scale)),
-                                   min(small.shape[:2]), detector.cfg.scale_factor,
-                                   m.safety_slices, detector.base)
-                k = order % m.safety_every
-                if k < len(bands):
-                    # The known faces are searched in their own windows; blanked here, the
-                    # safety search rejects their areas at its first stage instead of
-                    # spending most of its time on them.
-                    found += detector.search(_blanked(small, known + found, scale), scale,
-                                             sizes=bands[k])
-                    stats.add("detect_safety")
-        stats.record("detect", time.perf_counter() - t0)
-        found = dedupe(found)
-        boxes = dedupe(found + kept)
-        self._remember(order, boxes, [c for b in found if (c := cut(frame.gray, b, order))])
-        # A face the cascade did not see in this frame (followed or kept) has the same
-        # crop, give or take a pixel or two, as when last classified.
-        thin = order % m.classify_every != 0
-        return Found(boxes, [thin and b in kept and b not in found for b in boxes])
+        if plan.followed:
+            found += detector.detect_around(frame.gray, plan.followed, _CHECK_MARGIN,
+                                             _CHECK_SIZES, _CHECK_FACE_PX)
+            self.stats.add("detect_partial")
+        if plan.moving:
+            found += detector.detect_around(frame.gray, plan.moving, self.region_margin)
+            self.stats.add("detect_partial")
+        lost = [b for b in plan.followed + plan.moving if all(iou(b, f) == 0.0 for f in found)]
+        return found, lost
+
+    def _searches(self, detector: FaceDetector, frame: Frame, order: int, m: MotionConfig,
+                  regions: list[Box], lost: list[Box], safety: bool, known: list[Box],
+                  found: list[Box]) -> float:
+        """The searches on the downscaled frame (moving areas, wider areas around lost
+        faces, a safety slice), appending to ``found``; returns the seconds spent
+        downscaling, which are recorded as ``resize``, not ``detect``."""
+        stats, shape = self.stats, frame.gray.shape
+        t1 = time.perf_counter()
+        small = (frame.small_gray if frame.small_gray is not None
+                 else detector.downscale(frame.gray))
+        resize_s = time.perf_counter() - t1
+        stats.record("resize", resize_s)
+        scale = shape[1] / small.shape[1]
+        for region in regions:
+            found += detector.search(small, scale, region)
+            stats.add("detect_motion")
+        # A known face missing from its window moved fast or changed size: search a
+        # wider area around it at every size before counting it as missed.
+        for region in search_regions(lost, shape, _LOST_PAD, self._least):
+            found += detector.search(small, scale, region)
+            stats.add("detect_fallback")
+        if safety:
+            bands = size_bands(max(12, int(detector.cfg.min_size / scale)),
+                               min(small.shape[:2]), detector.cfg.scale_factor,
+                               m.safety_slices, detector.base)
+            k = order % m.safety_every
+            if k < len(bands):
+                # The known faces are searched in their own windows; blanked here, the
+                # safety search rejects their areas at its first stage instead of
+                # spending most of its time on them.
+                found += detector.search(_blanked(small, known + found, scale), scale,
+                                         sizes=bands[k])
+                stats.add("detect_safety")
+        return resize_s
 
     def _template_for(self, box: Box, order: int) -> Template | None:
         """The cascade's nearest earlier find of the face at ``box``, to follow it from."""
@@ -363,19 +413,3 @@ def _blanked(small: np.ndarray, boxes: list[Box], scale: float) -> np.ndarray:
         out[max(0, int(y / scale)):int((y + h) / scale) + 1,
             max(0, int(x / scale)):int((x + w) / scale) + 1] = fill
     return out
-
-
-def _widen(box: Box, margin: float) -> Box:
-    x, y, w, h = box
-    dx, dy = round(w * margin), round(h * margin)
-    return x - dx, y - dy, w + 2 * dx, h + 2 * dy
-
-
-def _touches(window: Box, boxes: tuple[Box, ...]) -> bool:
-    """Whether any of ``boxes`` overlaps ``window``."""
-    return any(intersection(window, b) for b in boxes)
-
-
-def _inside(box: Box, window: Box) -> bool:
-    """Whether most of ``box`` lies in ``window`` (the motion is that face's own)."""
-    return 2 * intersection(box, window) >= box[2] * box[3] > 0

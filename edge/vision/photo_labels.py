@@ -6,8 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.faces import FaceDetector, extract_faces
 from edge.model import EmotionClassifier
+from edge.vision.faces import FaceDetector, extract_faces
 
 
 def predict_image(image: np.ndarray, detector: FaceDetector,

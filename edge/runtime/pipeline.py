@@ -21,21 +21,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from edge.config import MotionConfig
+from edge.capture.queues import FrameQueue
+from edge.capture.reconnect import Reconnecting
+from edge.capture.sources import Frame, FrameSource, SourceError
 from edge.events import EmotionEvent
-from edge.faces import Box, FaceDetector, extract_faces
-from edge.queues import FrameQueue
-from edge.reconnect import Reconnecting
-from edge.schedule import DetectionSchedule, Tracked
 from edge.sinks import Sink
 from edge.sinks.group import SinkGroup
-from edge.sources import Frame, FrameSource, SourceError
 from edge.stats import Stats
-from edge.tracking import Tracker
+from edge.vision.boxes import Box
+from edge.vision.faces import FaceDetector, extract_faces
+from edge.vision.motion import Motion
+from edge.vision.schedule import DetectionSchedule, Tracked
+from edge.vision.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ class _Status:
     """Runtime state for the sinks, carried through the event queue."""
 
     state: dict
+
+
+class Captured(NamedTuple):
+    """A frame on its way to the workers, with what the capture thread measured on it."""
+
+    frame: Frame
+    motion: Motion | None
 
 
 @dataclass
@@ -89,11 +97,6 @@ class PipelineSettings:
         drop_oldest: drop the oldest frame when behind; ``None``: when the source is live.
         rate: pace reading at this many frames per second (replaying a file as a camera).
         reconnect: (initial, max) seconds between attempts to reopen a failed live source.
-        full_every: a full-frame detection every this many frames, and in between only
-            around the faces being tracked (:class:`edge.schedule.DetectionSchedule`).
-        region_margin: how far around a tracked face to look between full detections.
-        motion: motion-first detection settings (``None``: the periodic schedule only).
-        min_size: smallest face side, in full-resolution pixels.
     """
 
     margin: float = 0.15
@@ -102,10 +105,6 @@ class PipelineSettings:
     drop_oldest: bool | None = None
     rate: float | None = None
     reconnect: tuple[float, float] = (1.0, 30.0)
-    full_every: int = 1
-    region_margin: float = 0.5
-    motion: MotionConfig | None = None
-    min_size: int = 48
 
 
 class Classifier(Protocol):
@@ -130,13 +129,17 @@ class Pipeline:
         on_frame: called by the collector with each in-order frame, its boxes and the
             tracker (annotation, video writing); must be quick.
         stats: where stage timings go (a new one by default).
+        schedule: where the detector looks in each frame, recording into ``stats``
+            (built by :func:`edge.assemble.build_schedule`; by default a full search on
+            every frame).
     """
 
     def __init__(self, source: FrameSource, workers: Sequence[tuple[FaceDetector, Classifier]],
                  tracker: Tracker, sinks: Sequence[Sink],
                  settings: PipelineSettings | None = None, *,
                  on_frame: Callable[[Frame, list[Box], Tracker], None] | None = None,
-                 stats: Stats | None = None) -> None:
+                 stats: Stats | None = None,
+                 schedule: DetectionSchedule | None = None) -> None:
         if not workers:
             raise ValueError("at least one (detector, classifier) worker is needed")
         s = settings or PipelineSettings()
@@ -147,10 +150,9 @@ class Pipeline:
         self.on_frame = on_frame
         self.stats = stats or Stats()
         self.sinks = SinkGroup(sinks, self.stats)
-        self.schedule = DetectionSchedule(s.full_every, s.region_margin, self.stats,
-                                          s.motion, s.min_size)
+        self.schedule = schedule or DetectionSchedule(1, 0.5, self.stats)
         live = source.live if s.drop_oldest is None else s.drop_oldest
-        self.frames: FrameQueue[Frame | _End] = FrameQueue(
+        self.frames: FrameQueue[Captured | _End] = FrameQueue(
             s.queue_size, drop_oldest=live or s.rate is not None, keep=_End)
         self.results: queue.Queue[FrameResult] = queue.Queue()
         self.events: queue.Queue[EmotionEvent | _Status | _End] = queue.Queue()
@@ -252,9 +254,9 @@ class Pipeline:
                 break
             stats.record("capture", time.perf_counter() - t0 - frame.gray_s)
             stats.record("gray", frame.gray_s)
-            self.schedule.observe(frame)
+            motion = self.schedule.observe(frame)
             n += 1
-            self.frames.offer(frame, self.abort_event)
+            self.frames.offer(Captured(frame, motion), self.abort_event)
             stats.set("dropped", self.frames.dropped)
         for _ in self.workers:
             self.frames.offer(END, self.abort_event)
@@ -271,8 +273,8 @@ class Pipeline:
             if isinstance(item, _End):
                 self.results.put(FrameResult(order, None, done=True))
                 return
-            frame: Frame = item
-            found = self.schedule.find(detector, frame, order)
+            frame = item.frame
+            found = self.schedule.find(detector, frame, order, item.motion)
             boxes = found.boxes
             classify = [not reuse for reuse in found.reuse]
             fresh = [b for b, c in zip(boxes, classify, strict=True) if c]

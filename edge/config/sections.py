@@ -1,0 +1,100 @@
+"""The device's own sections of the configuration: source, detector, motion, model,
+tracking and pipeline (the outputs are in :mod:`edge.config.outputs`).
+
+Each number's allowed range is declared on its field (:func:`~edge.config.checks.ranged`,
+:func:`~edge.config.checks.positive`, :func:`~edge.config.checks.non_negative`) and checked
+by the loader; ``_validate`` holds only the rules that tie two fields together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edge.config.checks import DAY_S, HOUR_S, ConfigError, non_negative, positive, ranged
+from edge.config.outputs import Backoff
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from."""
+
+    kind: Literal["auto", "opencv", "picamera2", "images"] = "auto"
+    uri: str | int = 0
+    width: int = positive(640, 8192)
+    height: int = positive(480, 8192)
+    fps: float = positive(30.0, 1000)
+    loop: bool = False
+    queue_size: int = positive(4, 1000)
+    realtime: bool | None = None
+    stall_timeout_s: float = positive(5.0, HOUR_S)
+    reconnect: Backoff = field(default_factory=Backoff)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Haar-cascade face detection."""
+
+    cascade: str = "default"
+    detect_width: int = ranged(320, 80, 4096, unit="pixels")
+    scale_factor: float = ranged(1.1, 1.01, 2.0)
+    min_neighbors: int = positive(6, 100)
+    min_size: int = positive(48, 4096)
+    margin: float = ranged(0.15, 0.0, 1.0)
+    equalize: bool = False
+    full_every: int = positive(5, 1000)
+    region_margin: float = ranged(0.5, 0.0, 3.0)
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Motion-first detection (:mod:`edge.vision.motion`, :mod:`edge.vision.schedule`)."""
+
+    enabled: bool = True
+    width: int = ranged(96, 32, 640, unit="pixels")
+    threshold: float = ranged(16.0, 1.0, 255.0, unit="gray levels")
+    min_area: int = positive(3, 10_000)
+    max_share: float = ranged(0.25, 0.0, 1.0, lo_open=True)
+    safety_every: int = non_negative(30, 10_000)
+    safety_slices: int = positive(4, 16)
+    search_every: int = positive(3, 1000)
+    still_check_every: int = positive(1, 10_000)
+    classify_every: int = positive(2, 1000)
+
+    def _validate(self, at: str) -> None:
+        if self.safety_every and self.safety_slices > self.safety_every:
+            raise ConfigError(f"{at}.safety_slices: must be at most safety_every "
+                              f"({self.safety_every}), got {self.safety_slices}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The classifier model."""
+
+    path: str = "models/emotion_ferplus_int8.tflite"
+    card: str | None = None
+    threads: int = positive(1, 64)
+    runtime: Literal["auto", "litert", "tflite_runtime", "tensorflow"] = "auto"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Face identity across frames and temporal smoothing of the emotion."""
+
+    iou_threshold: float = ranged(0.3, 0.0, 1.0, lo_open=True, hi_open=True)
+    max_missed: int = non_negative(10, 10_000)
+    min_hits: int = positive(3, 10_000)
+    smoothing: float = ranged(0.3, 0.0, 1.0, lo_open=True, note="1 = no smoothing")
+    change_frames: int = positive(5, 10_000)
+    summary_every_s: float = non_negative(0.0, DAY_S)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Threads, limits and reporting."""
+
+    workers: int = ranged(2, 1, 16)
+    opencv_threads: int = non_negative(0, 64)
+    max_frames: int = non_negative(0)
+    stats_every_s: float = non_negative(10.0, DAY_S)
+    annotate_video: str | None = None
