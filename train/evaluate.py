@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from train.data import DataError, FaceSet, add_data_options, check_data_options, load
-from train.ferplus import Votes, load_votes, majority_metrics
+from train.ferplus import Votes, load_votes, majority_metrics, paper_line
 from train.metrics import classification_metrics, format_table, plot_confusion
 from train.scores import card_scores
 
@@ -146,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result))
     if votes is not None:
         left = result["ferplus"]["left_out"]
-        print(f"\nagainst the FER+ majority ({votes.source}; left out: "
+        print(f"\nagainst every face's plain FER+ majority ({votes.source}; left out: "
               + ", ".join(f"{n} {k}" for k, n in left.items()) + ")")
         print(format_table(result["ferplus"]))
+        print(paper_line(result["ferplus"]["paper"]))
     return 0
 
 

@@ -60,6 +60,15 @@ _UNORDERED_ROWS_TEXT = """
 28601 29447 29557 30002 30705 30981 31127 31734 31825 32032 32257"""
 UNORDERED_ROWS: frozenset[int] = frozenset(map(int, _UNORDERED_ROWS_TEXT.split()))
 
+#: The label of a contempt face under the paper's protocol: an eighth class, past the
+#: seven of :data:`EMOTIONS`, so no prediction of ours equals it.
+CONTEMPT = len(EMOTIONS)
+
+#: What the two FER+ figures are called in cards, logs and reports.
+PAPER_PROTOCOL = ("FER+ paper protocol: single votes dropped, faces whose top emotion holds "
+                  "more than half of the rest, 8 classes (contempt counted as a miss)")
+PLAIN_MAJORITY = "every face's plain majority emotion, 7 classes"
+
 #: Training modes of ``python -m train --labels``.
 LABEL_MODES: tuple[str, ...] = ("fer2013", "ferplus", "mixed")
 
@@ -88,6 +97,26 @@ class Votes:
         """
         labels = _LABEL_OF_COLUMN[np.argmax(self.counts, axis=1)]
         return np.where(self.trusted, labels, -1)
+
+    def paper_majority(self) -> np.ndarray:
+        """``(N,)`` labels under the FER+ paper's majority protocol; -1 where a face does
+        not count.
+
+        As ``ferplus.py`` of microsoft/FERPlus does: every single vote (any column) is
+        dropped as an outlier; a face counts only when its top column then holds more
+        than half of the remaining votes and is an emotion (not unknown, not not-a-face).
+        Contempt, the eighth class, is :data:`CONTEMPT`: a model of the seven FER-2013
+        emotions can never name it, so those faces count as misses. Faces whose votes are
+        not trusted (:data:`UNORDERED_ROWS`) do not count either.
+        """
+        kept = np.where(self.counts > 1, self.counts, 0)
+        total = kept.sum(axis=1)
+        top = np.argmax(kept, axis=1)
+        peak = kept[np.arange(len(kept)), top]
+        label = np.where(np.asarray(COLUMNS)[top] == "contempt", CONTEMPT,
+                         _LABEL_OF_COLUMN[top])
+        counts = (2 * peak > total) & (label >= 0) & self.trusted
+        return np.where(counts, label, -1)
 
     def left_out(self) -> dict[str, int]:
         """How many faces have no majority emotion, by reason."""
@@ -118,14 +147,38 @@ def majority_metrics(votes: Votes, predictions: np.ndarray) -> dict:
 
     Returns:
         :func:`train.metrics.classification_metrics` against the majority, over the faces
-        that have one, plus ``left_out`` (faces without one, by reason).
+        that have one, plus ``left_out`` (faces without one, by reason) and ``paper``
+        (:func:`paper_metrics`, the FER+ paper's protocol on the same predictions).
     """
+    predictions = np.asarray(predictions)
     majority = votes.majority()
     scored = majority >= 0
-    result = classification_metrics(majority[scored], np.asarray(predictions)[scored])
+    result = classification_metrics(majority[scored], predictions[scored])
+    result["protocol"] = PLAIN_MAJORITY
     result["left_out"] = votes.left_out()
     result["votes"] = votes.source
+    result["paper"] = paper_metrics(votes, predictions)
     return result
+
+
+def paper_metrics(votes: Votes, predictions: np.ndarray) -> dict:
+    """Accuracy under the FER+ paper's majority protocol (:meth:`Votes.paper_majority`),
+    the figure papers publish: ``accuracy``, ``count`` (faces that count), ``contempt``
+    (of those, contempt faces: misses by construction) and ``protocol``."""
+    labels = votes.paper_majority()
+    scored = labels >= 0
+    right = int((labels[scored] == np.asarray(predictions)[scored]).sum())
+    count = int(scored.sum())
+    return {"protocol": PAPER_PROTOCOL, "count": count,
+            "accuracy": round(right / max(count, 1), 4),
+            "contempt": int((labels == CONTEMPT).sum())}
+
+
+def paper_line(paper: dict) -> str:
+    """One line for a :func:`paper_metrics` result, as reports print it."""
+    return (f"FER+ paper protocol (what papers publish): accuracy {paper['accuracy']:.4f} "
+            f"of {paper['count']:,} faces ({paper['contempt']} contempt faces, counted as "
+            "misses: the model has no contempt class)")
 
 
 def load_votes(path: str | Path, faces: FaceSet, usage: str) -> Votes:

@@ -35,7 +35,9 @@ function showState(state) {
   document.getElementById("device").textContent = `emotion-edge: ${state.device}`;
   const m = state.model, pct = (v) => v == null ? "–" : `${(v * 100).toFixed(1)} %`;
   document.getElementById("model").textContent =
-    `model ${m.id} (${m.mode}); agrees with people (FER+) ${pct(m.accuracy_ferplus)}, FER-2013 labels ${pct(m.accuracy_fer2013)}`;
+    `model ${m.id} (${m.mode}); agrees with people (FER+) ${pct(m.accuracy_ferplus_paper)} ` +
+    `under the paper protocol, ${pct(m.accuracy_ferplus)} with every face's majority; ` +
+    `FER-2013 labels ${pct(m.accuracy_fer2013)}`;
   const s = state.status, rows = [
     ["fps", s.fps ?? "–"], ["source", s.source ?? "ok"], ["faces", state.faces.length],
     ["dropped", s.dropped ?? 0], ["events", s.events ?? 0], ["frame", state.frame]];
