@@ -26,7 +26,7 @@ from edge.runtime.pipeline import Pipeline, PipelineSettings
 from edge.sinks import Sink
 from edge.stats import Stats
 from edge.vision.boxes import Box
-from edge.vision.faces import DetectorError, FaceDetector
+from edge.vision.faces import DetectorError, FaceDetector, finest_step
 from edge.vision.photo_labels import predict_image
 from edge.vision.schedule import DetectionSchedule
 from edge.vision.tracking import Tracker
@@ -90,7 +90,9 @@ def build_source(cfg: Config) -> FrameSource:
     # Colour is kept only for what shows pixels: the annotated video, the web preview.
     keep_color = (cfg.pipeline.annotate_video is not None
                   or (cfg.web.enabled and cfg.web.preview))
-    return make_source(src, cfg.detector.detect_width, keep_color=keep_color)
+    lores = cfg.source.width // finest_step(cfg.source.width, cfg.detector.min_size,
+                                            cfg.detector.detect_width)
+    return make_source(src, lores, keep_color=keep_color)
 
 
 def check_input_file(path: Path) -> None:
@@ -192,7 +194,9 @@ class Device:
 def build_device(cfg: Config, *, source: FrameSource | None = None,
                  sinks: list[Sink] | None = None,
                  classifiers: list[EmotionClassifier] | None = None,
-                 stats: Stats | None = None, rate: float | None = None) -> Device:
+                 stats: Stats | None = None, rate: float | None = None,
+                 on_frame: Callable[[Frame, list[Box], Tracker], None] | None = None
+                 ) -> Device:
     """Source, detectors, classifiers, tracker, sinks and pipeline from the config.
 
     Args:
@@ -203,6 +207,8 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
             its warmed-up interpreters); by default ``pipeline.workers`` new ones.
         stats: where the pipeline records its figures (a new one by default).
         rate: replay a file at this many frames per second, as a camera would deliver it.
+        on_frame: also called with each frame in order, its boxes and the tracker (a
+            benchmark counting the faces found); must be quick.
 
     Raises:
         ConfigError, ModelError, DetectorError: something the user has to fix.
@@ -223,6 +229,8 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
                                    lambda: getattr(source, "nominal_fps", cfg.source.fps), stats)
     sinks = sinks if sinks is not None else build_sinks(cfg)
     hooks: list[Callable[[Frame, list[Box], Tracker], None]] = [annotator] if annotator else []
+    if on_frame is not None:
+        hooks.append(on_frame)
     web = None
     if cfg.web.enabled:
         live, web = build_web(cfg, stats, classifiers[0].card, sinks)

@@ -10,7 +10,8 @@ full-frame search on every frame (with whether each reports the same faces and `
 events as the full search), decoding alone, and every model mode found next to the model,
 each mode also timed alone. ``--rate`` replays the file on a clock, as a camera would
 deliver it; ``--size`` re-encodes the clip at another resolution first (a 720p camera);
-``--raw`` decodes it first and replays it from memory (a camera delivering raw frames).
+``--raw`` decodes it first and replays it from memory (a camera delivering raw frames);
+``--grid CxR`` tiles it into a crowd and counts the faces found per frame.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +30,9 @@ import cv2
 
 from edge.assemble import STARTUP_ERRORS, build_classifiers
 from edge.bench_runs import (
+    Grid,
     decode_clip,
+    grid_clip,
     peak_rss_mb,
     resized_clip,
     run_decode,
@@ -118,6 +122,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", metavar="WxH",
                    help="re-encode the clip at this size first (e.g. 1280x720, as a 720p "
                         "camera delivers), then measure that")
+    p.add_argument("--grid", metavar="CxR",
+                   help="tile the clip into a C x R crowd (one face per tile, time-shifted, "
+                        "one in three mirrored, rows at 100/80/60 %% of their cell) on a "
+                        "--size frame (default 1280x720), and count the faces found per "
+                        "frame against the C x R present")
+    p.add_argument("--save-clip", metavar="PATH",
+                   help="also keep the clip measured (after --size/--grid) at PATH, to run "
+                        "another tool on the same frames")
     p.add_argument("--compare", action="store_true",
                    help="sequential loop vs threaded 1..N workers vs every model mode")
     p.add_argument("--latency-runs", type=int, default=300,
@@ -136,6 +148,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if not (w.isdigit() and h.isdigit() and 16 <= int(w) <= 7680 and 16 <= int(h) <= 4320):
             p.error(f"--size {args.size}: give WIDTHxHEIGHT, e.g. 1280x720 (16..7680 x 16..4320)")
         args.size = (int(w), int(h))
+    if args.grid is not None:
+        c, _, r = args.grid.lower().partition("x")
+        if not (c.isdigit() and r.isdigit() and 1 <= int(c) <= 16 and 1 <= int(r) <= 16):
+            p.error(f"--grid {args.grid}: give COLSxROWS, e.g. 4x3 (1..16 each)")
+        size = args.size or (1280, 720)
+        args.grid = Grid(int(c), int(r), size)
+        args.size = None  # the grid is made at that size
     return args
 
 
@@ -159,13 +178,15 @@ def measure(cfg: Config, args: argparse.Namespace, source: str,
         "schedule": describe_schedule(cfg.detector.full_every, cfg.motion),
         "frames": args.frames, "warmup": args.warmup, "rate": args.rate, "workers": workers,
         "raw": args.raw,
+        **({"grid": [args.grid.cols, args.grid.rows]} if args.grid else {}),
     }
     # Timed first, while nothing else in this process runs.
     report["classifier"] = {"threads": cfg.model.threads,
                             **classify_latency(classifiers[0], args.latency_runs)}
     decoded = decode_clip(source, cfg, args.frames + args.warmup) if args.raw else None
     report["pipeline"] = {"workers": workers, **run_pipeline(
-        cfg, source, classifiers[:workers], args.frames, args.warmup, args.rate, decoded)}
+        cfg, source, classifiers[:workers], args.frames, args.warmup, args.rate, decoded,
+        args.grid)}
     if args.rate and not args.raw:
         report["decode_at_rate"] = run_decode(cfg, source, args.frames, args.rate)
     if args.compare:
@@ -180,20 +201,21 @@ def _compare_rows(cfg: Config, args: argparse.Namespace, source: str,
     frame, decoding alone, and the other model modes."""
     model, mode = Path(cfg.model.path), classifiers[0].card.mode
     n, frames, warmup = args.max_workers, args.frames, args.warmup
+    grid = args.grid
     rows = [{"name": "sequential loop (no pipeline)", **run_sequential(
         cfg, source, classifiers[0], frames, warmup)}]
     for k in range(1, n + 1):
         rows.append({"name": f"threaded, {k} worker(s), {mode}", **run_pipeline(
-            cfg, source, classifiers[:k], frames, warmup)})
+            cfg, source, classifiers[:k], frames, warmup, grid=grid)})
     still = dataclasses.replace(cfg.motion, enabled=False)
     if cfg.motion.enabled and cfg.detector.full_every > 1:
         periodic = dataclasses.replace(cfg, motion=still)
         rows.append({"name": f"threaded, {n} w, periodic schedule", **run_pipeline(
-            periodic, source, classifiers[:n], frames, warmup)})
+            periodic, source, classifiers[:n], frames, warmup, grid=grid)})
     full = dataclasses.replace(cfg, motion=still,
                                detector=dataclasses.replace(cfg.detector, full_every=1))
     rows.append({"name": f"threaded, {n} w, full search each frame", "reference": True,
-                 **run_pipeline(full, source, classifiers[:n], frames, warmup)})
+                 **run_pipeline(full, source, classifiers[:n], frames, warmup, grid=grid)})
     rows.append({"name": "decode only (capture + gray)", **run_decode(cfg, source, frames)})
     for other, path in sibling_models(model).items():
         if path.resolve() == model.resolve():
@@ -248,6 +270,11 @@ def print_report(report: dict, cfg: Config) -> None:
           f"CPU {pr['cpu_percent']:.0f}%, dropped {pr['dropped']}, faces/frame "
           f"{pr['faces_per_frame']:.2f}, frames with a face {pr['frames_with_face']}/"
           f"{pr['frames']}, peak RSS {report['peak_rss_mb']} MB")
+    if "crowd" in pr:
+        c = pr["crowd"]
+        print(f"crowd     {c['found_per_frame']:.2f} of {c['faces_present']} faces found per "
+              f"frame ({100 * c['found_share']:.1f} %), {c['false_per_frame']:.3f} false "
+              f"faces per frame, {pr['appeared']} appeared events")
     print(stage_table(pr["stages_ms"]))
     if "decode_at_rate" in report:
         dec = report["decode_at_rate"]["cpu_percent"]
@@ -294,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-bench-clip-") as tmp:
         if args.size:
             source = resized_clip(source, args.size, args.frames + args.warmup, Path(tmp))
+        if args.grid:
+            source = grid_clip(source, args.grid, args.frames + args.warmup, Path(tmp))
+        if args.save_clip:
+            shutil.copyfile(source, args.save_clip)
         report = measure(cfg, args, source, classifiers)
     print_report(report, cfg)
     if args.json:

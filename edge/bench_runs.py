@@ -95,24 +95,27 @@ def decode_clip(path: str, cfg: Config, frames: int) -> list[np.ndarray]:
 
 def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], frames: int,
                  warmup: int, rate: float | None = None,
-                 decoded: list[np.ndarray] | None = None) -> dict:
+                 decoded: list[np.ndarray] | None = None, grid: Grid | None = None) -> dict:
     """Figures for the threaded pipeline over ``frames`` frames of ``path``.
 
     Besides speed: frames with a face, the face ids seen and every ``changed`` event as
     ``[frame, face, emotion]``, so schedules can be compared on what they report. With
     ``decoded`` (from :func:`decode_clip`), the frames are replayed from memory instead
-    of decoding ``path``.
+    of decoding ``path``; with ``grid`` (the clip is a :func:`grid_clip`), the faces found
+    per frame are counted against the faces present (:class:`CrowdCount`).
     """
+    crowd = CrowdCount(grid) if grid else None
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         log = Path(tmp) / "events.jsonl"
 
-        def once(n: int, stats: Stats, pace: float | None) -> tuple[Pipeline, float, float]:
+        def once(n: int, stats: Stats, pace: float | None,
+                 count: CrowdCount | None = None) -> tuple[Pipeline, float, float]:
             run_cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(
                 cfg.pipeline, max_frames=n, annotate_video=None))
             source = DecodedClip(decoded) if decoded else clip_source(path, cfg)
             with build_device(run_cfg, source=source,
                               sinks=[JsonLinesSink(log)], classifiers=classifiers,
-                              stats=stats, rate=pace) as device:
+                              stats=stats, rate=pace, on_frame=count) as device:
                 p = device.pipeline
                 usage = Usage()
                 result = p.run()
@@ -125,7 +128,7 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
             once(warmup, Stats(), None)
             log.unlink(missing_ok=True)
         stats = Stats()
-        p, wall, cpu = once(frames, stats, rate)
+        p, wall, cpu = once(frames, stats, rate, crowd)
         events = [json.loads(line) for line in log.read_text().splitlines()]
     snap = stats.snapshot()
     c = snap["counters"]
@@ -142,6 +145,8 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         "face_ids": sorted({e["face"] for e in events}),
         "changed": [[e["frame"], e["face"], e["emotion"]] for e in events
                     if e["type"] == "changed"],
+        "appeared": sum(e["type"] == "appeared" for e in events),
+        **({"crowd": crowd.figures()} if crowd else {}),
     }
 
 
@@ -226,3 +231,86 @@ def resized_clip(path: str, size: tuple[int, int], frames: int, out_dir: Path) -
         cap.release()
         writer.release()
     return str(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A crowd made from one clip: ``cols`` x ``rows`` tiles on a ``size`` frame.
+
+    Tile ``i`` plays the clip ``i / (cols * rows)`` of its length later than tile 0, one
+    tile in three is mirrored, and tiles are scaled to 100, 80 or 60 % of their cell by
+    row, so one frame holds as many different faces, at as many sizes, as people sitting
+    at different distances. Each tile holds one face: the clip's own.
+    """
+
+    cols: int
+    rows: int
+    size: tuple[int, int]
+
+    @property
+    def faces(self) -> int:
+        return self.cols * self.rows
+
+    def cell(self, box: tuple[int, ...]) -> int:
+        """The tile whose cell holds the centre of ``box``."""
+        cw, ch = self.size[0] / self.cols, self.size[1] / self.rows
+        col = min(self.cols - 1, max(0, int((box[0] + box[2] / 2) / cw)))
+        row = min(self.rows - 1, max(0, int((box[1] + box[3] / 2) / ch)))
+        return row * self.cols + col
+
+
+def grid_clip(path: str, grid: Grid, frames: int, out_dir: Path) -> str:
+    """``frames`` frames of ``grid`` made from the clip at ``path``, written once (mp4v)."""
+    cap = cv2.VideoCapture(path)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    source: list[np.ndarray] = []
+    try:
+        while len(source) < 10_000 and (image := cap.read()[1]) is not None:
+            source.append(image)
+    finally:
+        cap.release()
+    if not source:
+        raise ValueError(f"{path}: no frames to tile")
+    out = out_dir / f"{Path(path).stem}_grid{grid.cols}x{grid.rows}.mp4"
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, grid.size)
+    cw, ch = grid.size[0] // grid.cols, grid.size[1] // grid.rows
+    h, w = source[0].shape[:2]
+    canvas = np.zeros((grid.size[1], grid.size[0], 3), np.uint8)
+    try:
+        for t in range(frames):
+            for i in range(grid.faces):
+                row, col = divmod(i, grid.cols)
+                k = min(cw / w, ch / h) * (1.0, 0.8, 0.6)[row % 3]
+                fw, fh = round(w * k), round(h * k)
+                image = source[(t + i * len(source) // grid.faces) % len(source)]
+                tile = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_AREA)
+                if i % 3 == 1:
+                    tile = tile[:, ::-1]
+                x0, y0 = col * cw + (cw - fw) // 2, row * ch + (ch - fh) // 2
+                canvas[y0:y0 + fh, x0:x0 + fw] = tile
+            writer.write(canvas)
+    finally:
+        writer.release()
+    return str(out)
+
+
+class CrowdCount:
+    """Counts, frame by frame, the tiles of a :class:`Grid` with a face found and the
+    boxes beyond one per tile (false faces); an ``on_frame`` hook of the pipeline."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.frames = self.found = self.false = 0
+
+    def __call__(self, frame: Frame, boxes: list, tracker: object) -> None:
+        tiles = {self.grid.cell(b) for b in boxes}
+        self.frames += 1
+        self.found += len(tiles)
+        self.false += len(boxes) - len(tiles)
+
+    def figures(self) -> dict:
+        n = max(self.frames, 1)
+        return {"faces_present": self.grid.faces,
+                "found_per_frame": round(self.found / n, 2),
+                "found_share": round(self.found / n / self.grid.faces, 4),
+                "false_per_frame": round(self.false / n, 3)}

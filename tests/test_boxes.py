@@ -12,6 +12,7 @@ from edge.vision.boxes import (
     enclosing,
     intersection,
     iou,
+    iou_matrix,
     mostly_inside,
     touches_any,
     widen,
@@ -60,3 +61,17 @@ def test_crop_box_is_a_square_inside_the_frame() -> None:
     assert crop_box((100, 100, 50, 60), (480, 640), 0.2) == (83, 88, 84, 84)
     x, y, w, h = crop_box((600, 440, 40, 40), (480, 640), 0.25)
     assert w == h and x + w <= 640 and y + h <= 480
+
+
+def test_iou_matrix_is_iou_for_every_pair() -> None:
+    import numpy as np
+
+    a = [(0, 0, 10, 10), (5, 5, 10, 10), (50, 50, 4, 4)]
+    b = [(0, 0, 10, 10), (100, 100, 1, 1), (0, 0, 0, 0)]
+    m = iou_matrix(a, b)
+    assert m.shape == (3, 3)
+    for i, p in enumerate(a):
+        for j, q in enumerate(b):
+            assert m[i, j] == pytest.approx(iou(p, q))
+    assert iou_matrix([], b).shape == (0, 3) and iou_matrix(a, []).shape == (3, 0)
+    assert isinstance(np.asarray(m), np.ndarray)

@@ -142,9 +142,10 @@ def test_ranges_are_declared_on_the_fields_and_checked_by_the_loader() -> None:
     from edge.config import DetectorConfig
 
     bounds = {f.name: f.metadata.get("range") for f in dataclasses.fields(DetectorConfig)}
-    assert bounds["detect_width"].describe() == "80..4096 pixels"
-    with pytest.raises(ConfigError,
-                       match=r"detector\.detect_width: must be in 80\.\.4096 pixels, got 79"):
+    assert bounds["margin"].describe() == "[0, 1]"
+    assert bounds["scale_factor"].describe() == "[1.01, 2]"
+    with pytest.raises(ConfigError, match=r"detector\.detect_width: must be 0 \(as min_size "
+                                          r"needs\) or in 80\.\.4096 pixels, got 79"):
         load(None, {"detector.detect_width": 79})
     with pytest.raises(ConfigError, match=r"detector\.margin: must be in \[0, 1\], got 1\.5"):
         load(None, {"detector.margin": 1.5})

@@ -11,7 +11,7 @@ import pytest
 
 from edge.capture.queues import FrameQueue
 from edge.capture.sources import Frame, SourceError
-from edge.config import TrackingConfig
+from edge.config import DetectorConfig, TrackingConfig
 from edge.events import EmotionEvent
 from edge.preprocessing import EMOTIONS
 from edge.runtime.pipeline import END, Pipeline, PipelineSettings, _End
@@ -58,10 +58,17 @@ class FakeSource:
 class FakeDetector:
     """One face box per frame, in the same place."""
 
-    def downscale(self, gray: np.ndarray) -> np.ndarray:
-        return gray
-
     def detect(self, gray: np.ndarray, small: np.ndarray | None = None) -> list:
+        return [(40, 30, 60, 60)]
+
+    def smallest(self, width: int) -> int:
+        return 48
+
+    base = 24
+    cfg = DetectorConfig()
+
+    def search(self, pyramid: object, region: object = None, sizes: object = None,
+               blank: object = None) -> list:
         return [(40, 30, 60, 60)]
 
     def detect_regions(self, gray: np.ndarray, regions: list) -> list:

@@ -36,7 +36,7 @@ class DetectorConfig:
     """Haar-cascade face detection."""
 
     cascade: str = "default"
-    detect_width: int = ranged(320, 80, 4096, unit="pixels")
+    detect_width: int = ranged(0, 0, 4096, unit="pixels", note="0: as min_size needs")
     scale_factor: float = ranged(1.1, 1.01, 2.0)
     min_neighbors: int = positive(6, 100)
     min_size: int = positive(48, 4096)
@@ -44,6 +44,11 @@ class DetectorConfig:
     equalize: bool = False
     full_every: int = positive(5, 1000)
     region_margin: float = ranged(0.5, 0.0, 3.0)
+
+    def _validate(self, at: str) -> None:
+        if 0 < self.detect_width < 80:
+            raise ConfigError(f"{at}.detect_width: must be 0 (as min_size needs) or in "
+                              f"80..4096 pixels, got {self.detect_width}")
 
 
 @dataclass(frozen=True)

@@ -321,7 +321,7 @@ class Pipeline:
                 events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs)
                 stats.record("track", time.perf_counter() - t0)
                 if self.schedule.follows_tracks:
-                    self.schedule.track([Tracked(t.box, t.confirmed and t.missed == 0)
+                    self.schedule.track([Tracked(t.box, t.confirmed and t.missed == 0, t.id)
                                          for t in tracker.tracks])
                 for ev in events:
                     self.events.put(ev)

@@ -7,8 +7,10 @@ it unpacks, compares and serialises (``list(box)``) like the plain tuples it rep
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 
 class Box(NamedTuple):
@@ -84,3 +86,18 @@ def crop_box(box: tuple[int, ...], frame_shape: tuple[int, ...], margin: float) 
     x0 = round(min(max(cx - side / 2.0, 0), fw - side))
     y0 = round(min(max(cy - side / 2.0, 0), fh - side))
     return Box(x0, y0, side, side)
+
+
+def iou_matrix(a: Sequence[tuple[int, ...]], b: Sequence[tuple[int, ...]]) -> np.ndarray:
+    """``(len(a), len(b))`` intersection over union of every box of ``a`` with every box
+    of ``b``: one array operation where a crowd's faces would cost a Python loop each."""
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    p, q = np.asarray(a, np.float64)[:, None, :], np.asarray(b, np.float64)[None, :, :]
+    ix = np.clip(np.minimum(p[..., 0] + p[..., 2], q[..., 0] + q[..., 2])
+                 - np.maximum(p[..., 0], q[..., 0]), 0, None)
+    iy = np.clip(np.minimum(p[..., 1] + p[..., 3], q[..., 1] + q[..., 3])
+                 - np.maximum(p[..., 1], q[..., 1]), 0, None)
+    inter = ix * iy
+    union = p[..., 2] * p[..., 3] + q[..., 2] * q[..., 3] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

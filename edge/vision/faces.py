@@ -1,14 +1,21 @@
-"""Haar-cascade face detection on a downscaled gray frame, and FER-like face crops.
+"""Haar-cascade face detection on an octave pyramid of the gray frame, and FER-like crops.
 
-Detection runs on a frame shrunk to ``detect_width`` (or on the source's own small
-frame, e.g. the Pi's lores stream); boxes are mapped back to full resolution. Crops are
-squares around the box widened by ``margin``, which is how FER-2013 faces are framed
-(the whole face with a little forehead and chin, centred).
+The cascade looks for a face with a window of its base size (24 pixels), scanning every
+second position for windows up to twice that and every position past it (four times the
+windows). So each octave of face sizes is searched on the copy of the frame where those
+faces are 24 to 48 pixels wide: faces of 48-96 full-resolution pixels on the half-size
+copy, 96-192 on the quarter-size one, and so on (a :class:`Pyramid`, made once per
+frame). A face down to ``min_size`` full-resolution pixels is found at any camera
+resolution, and each octave costs what its copy's pixels cost: the finest one most.
+Boxes come back in full-resolution pixels. Crops are squares around the box widened by
+``margin``, which is how FER-2013 faces are framed (the whole face with a little
+forehead and chin, centred).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import cv2
@@ -29,6 +36,85 @@ BUILTIN_CASCADES = {
 #: Face width, in pixels, that windows around tracked faces are shrunk to before the
 #: cascade runs: well above its 24-pixel window, small enough to be cheap.
 REGION_FACE_PX = 64
+
+
+#: Scale steps by which an octave's search reaches into the next one, so a face at an
+#: octave's edge still gets the neighbouring scales its detection is grouped from.
+_OCTAVE_OVERLAP_STEPS = 2
+
+
+class Pyramid:
+    """One gray frame and its copies at 1/2, 1/4, ... of its size, each made on first use
+    from the one before (area averaging), so a frame is shrunk at most once per level.
+
+    Args:
+        gray: the full-resolution gray frame.
+        small: a copy the source made already (the Pi's lores stream); used as the level
+            whose size it has, when that is a power-of-two fraction of ``gray``'s.
+    """
+
+    def __init__(self, gray: np.ndarray, small: np.ndarray | None = None) -> None:
+        self.gray = gray
+        self.shrink_s = 0.0  # seconds spent making levels (the ``resize`` stage)
+        self._levels: dict[int, np.ndarray] = {1: gray}
+        if small is not None and small.shape[1] < gray.shape[1]:
+            step = gray.shape[1] / small.shape[1]
+            if step.is_integer() and int(step) & (int(step) - 1) == 0:
+                self._levels[int(step)] = small
+
+    def level(self, step: int) -> np.ndarray:
+        """The frame shrunk by ``step`` (a power of two) in each dimension."""
+        found = self._levels.get(step)
+        if found is None:
+            finer = self.level(step // 2)
+            t0 = time.perf_counter()
+            h, w = finer.shape[:2]
+            found = cv2.resize(finer, (max(1, w // 2), max(1, h // 2)),
+                               interpolation=cv2.INTER_AREA)
+            self.shrink_s += time.perf_counter() - t0
+            self._levels[step] = found
+        return found
+
+
+def octaves(lo: float, hi: float, base: int, factor: float) -> list[tuple[int, int, int]]:
+    """The pyramid levels that search face sizes ``lo..hi`` (full-resolution pixels).
+
+    Level ``step`` (1, 2, 4, ...) searches faces of ``2 * base * step`` to ``4 * base *
+    step`` full-resolution pixels, which are two to four base windows wide there: OpenCV
+    scans every position at those scales, which finds a face with all the neighbouring
+    detections ``min_neighbors`` asks for (at under twice the base it scans every second
+    position: a quarter of the cost, but faces then miss their neighbours). Only faces
+    under ``2 * base`` full-resolution pixels are searched that way, on level 1.
+
+    Returns:
+        ``(step, min_side, max_side)`` per level: the level's shrink step and the window
+        sides searched on it, in its own pixels, each reaching a couple of scale steps
+        into the next octave.
+    """
+    out = []
+    reach = factor ** _OCTAVE_OVERLAP_STEPS
+    step = 1
+    while step * base * 4 <= lo:
+        step *= 2
+    while (base if step == 1 else 2 * base) * step <= hi:
+        a = max(base if step == 1 else 2 * base, lo / step)
+        b = min(hi / step, 4 * base * reach)
+        if b >= a:
+            out.append((step, int(a), int(np.ceil(b))))
+        step *= 2
+    return out
+
+
+def finest_step(width: int, min_size: int, detect_width: int = 0, base: int = 24) -> int:
+    """The shrink step (a power of two) of the finest pyramid level searched in a frame
+    ``width`` wide: the one whose octave (:func:`octaves`) holds ``min_size`` faces, and
+    no wider than ``detect_width`` when that is set (0: no cap)."""
+    step = 1
+    while base * step * 4 <= min_size:
+        step *= 2
+    while detect_width and width / step > detect_width:
+        step *= 2
+    return step
 
 
 class DetectorError(RuntimeError):
@@ -78,20 +164,16 @@ class FaceDetector:
         #: The cascade's base window side in pixels (OpenCV scans every second position
         #: for windows up to twice this, every position past that).
         self.base = int(self._cascade.getOriginalWindowSize()[0])
-        self._small: np.ndarray | None = None  # reused downscale buffer
 
     def detect(self, gray: np.ndarray, small: np.ndarray | None = None) -> list[Box]:
-        """Face boxes ``(x, y, w, h)`` in ``gray``'s pixels, largest first.
+        """Face boxes ``(x, y, w, h)`` in ``gray``'s pixels, largest first: a search of the
+        whole frame at every size from ``min_size`` up.
 
         Args:
             gray: full-resolution gray frame.
-            small: an already downscaled version of ``gray`` (same aspect), if the source
-                has one; otherwise ``gray`` is shrunk to ``detect_width`` here.
+            small: a copy of ``gray`` the source made already (see :class:`Pyramid`).
         """
-        _h, w = gray.shape[:2]
-        if small is None:
-            small = self.downscale(gray)
-        return self.search(small, w / small.shape[1])
+        return self.search(Pyramid(gray, small))
 
     def detect_around(self, gray: np.ndarray, faces: list[Box], margin: float,
                       sizes: tuple[float, float] = (0.7, 1.4),
@@ -128,51 +210,73 @@ class FaceDetector:
                           round(rh * inv)) for (rx, ry, rw, rh) in rects]
         return dedupe(found)
 
-    def downscale(self, gray: np.ndarray) -> np.ndarray:
-        """``gray`` shrunk to ``detect_width`` (a reused buffer; ``gray`` when narrower)."""
-        h, w = gray.shape[:2]
-        dw = min(self.cfg.detect_width, w)
-        if dw == w:
-            return gray
-        dh = max(1, round(h * dw / w))
-        if self._small is None or self._small.shape != (dh, dw):
-            self._small = np.empty((dh, dw), np.uint8)
-        shrink(gray, (dw, dh), self._small)
-        return self._small
+    def finest_step(self, width: int) -> int:
+        """The shrink step of the finest pyramid level searched in a frame ``width`` wide
+        (:func:`finest_step`)."""
+        return finest_step(width, self.cfg.min_size, self.cfg.detect_width, self.base)
 
-    def search(self, small: np.ndarray, scale: float, region: Box | None = None,
-               sizes: tuple[int, int] | None = None) -> list[Box]:
-        """Faces in all or part of a downscaled frame, in full-resolution pixels, largest first.
+    def smallest(self, width: int) -> int:
+        """The smallest face side searched in a frame ``width`` wide: ``min_size``, or
+        more when ``detect_width`` caps the finest level."""
+        step = self.finest_step(width)
+        return max(self.cfg.min_size, self.base * (1 if step == 1 else 2 * step))
+
+    def search(self, pyramid: Pyramid, region: Box | None = None,
+               sizes: tuple[float, float] | None = None,
+               blank: list[Box] | None = None) -> list[Box]:
+        """Faces in all or part of a frame, in full-resolution pixels, largest first.
 
         Args:
-            small: the frame shrunk by ``scale`` (full-resolution pixels per small pixel).
-            scale: full width / small width.
-            region: the part to search, in full-resolution pixels (``None``: all of it).
-            sizes: the smallest and largest face side to look for, in ``small``'s pixels
-                (``None``: from ``min_size`` up). A slice of the sizes is a slice of the
-                cascade's scale pyramid, and of its cost.
+            pyramid: the frame and its copies.
+            region: the part to search, full-resolution pixels (``None``: all of it).
+            sizes: the smallest and largest face side to look for, full-resolution
+                pixels (``None``: from ``min_size`` up). A slice of the sizes is a slice
+                of the search's cost.
+            blank: boxes filled flat before the search (faces searched elsewhere), so
+                the cascade rejects them at its first stage.
         """
-        ox = oy = 0
-        img = small
-        if region is not None:
-            x, y, w, h = region
-            ox, oy = max(0, int(x / scale)), max(0, int(y / scale))
-            img = small[oy:min(small.shape[0], int(np.ceil((y + h) / scale))),
-                        ox:min(small.shape[1], int(np.ceil((x + w) / scale)))]
-        min_side = max(12, int(self.cfg.min_size / scale))
-        lo, hi = sizes if sizes is not None else (min_side, 0)
-        lo = max(lo, min_side)
-        if min(img.shape[:2]) < lo or (hi and hi < lo):
-            return []
-        if self.cfg.equalize:
-            img = cv2.equalizeHist(img)
-        rects = self._cascade.detectMultiScale(
-            img, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
-            minSize=(lo, lo), maxSize=(hi, hi) if hi else (0, 0))
-        boxes = [Box(round((rx + ox) * scale), round((ry + oy) * scale), round(rw * scale),
-                     round(rh * scale)) for (rx, ry, rw, rh) in rects]
+        gray = pyramid.gray
+        fh, fw = gray.shape[:2]
+        lo, hi = sizes if sizes is not None else (0.0, float(min(fh, fw)))
+        lo = max(lo, self.smallest(fw))
+        boxes: list[Box] = []
+        for step, min_side, max_side in octaves(lo, hi, self.base, self.cfg.scale_factor):
+            img = pyramid.level(step)
+            ox = oy = 0
+            if region is not None:
+                x, y, w, h = region
+                ox, oy = max(0, x // step), max(0, y // step)
+                img = img[oy:min(img.shape[0], -(-(y + h) // step)),
+                          ox:min(img.shape[1], -(-(x + w) // step))]
+            if min(img.shape[:2]) < min_side:
+                continue
+            if blank:
+                img = _blanked(img, blank, step, (ox, oy))
+            if self.cfg.equalize:
+                img = cv2.equalizeHist(img)
+            rects = self._cascade.detectMultiScale(
+                img, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
+                minSize=(min_side, min_side), maxSize=(max_side, max_side))
+            boxes += [Box(int(rx + ox) * step, int(ry + oy) * step, int(rw) * step,
+                          int(rh) * step) for (rx, ry, rw, rh) in rects]
+        boxes = dedupe(boxes)
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes
+
+
+def _blanked(img: np.ndarray, boxes: list[Box], step: int,
+             origin: tuple[int, int]) -> np.ndarray:
+    """A copy of ``img`` (a level cut at ``origin``) with ``boxes`` (full-resolution
+    pixels) filled flat."""
+    out = img.copy()
+    fill = int(img.mean()) if img.size else 0
+    ox, oy = origin
+    for x, y, w, h in boxes:
+        x0, y0 = max(0, x // step - ox), max(0, y // step - oy)
+        x1, y1 = (x + w) // step - ox + 1, (y + h) // step - oy + 1
+        if x1 > 0 and y1 > 0:
+            out[y0:y1, x0:x1] = fill
+    return out
 
 
 def shrink(image: np.ndarray, size: tuple[int, int],

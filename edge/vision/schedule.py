@@ -23,9 +23,13 @@ A face followed or kept without the cascade is classified on one frame in
 nothing else.
 
 **Periodic**, when motion is off or more than ``max_share`` of the frame moved (the camera
-panned, the light changed, the first frame): a full-frame search every ``full_every``
-frames and windows around tracked faces in between, with a full search whenever a tracked
-face is not found in its window or nobody is tracked.
+panned, the light changed, the first frame): windows around the tracked faces in every
+frame (a wider search around one its window missed), and a full-frame search spread over
+``full_every`` frames, one band of face sizes per frame, so that no frame pays for a
+whole search at the resolution ``min_size`` needs.
+
+Every search reaches faces down to ``min_size`` full-resolution pixels, whatever the
+camera's resolution (:class:`edge.vision.faces.Pyramid`).
 
 Frames are counted, not timed, so what is searched in which frame does not depend on the
 machine. Three threads drive one schedule: the capture thread measures each frame's motion
@@ -43,13 +47,19 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from edge.capture.sources import Frame
 from edge.config import MotionConfig
 from edge.stats import Stats
-from edge.vision.boxes import Box, dedupe, iou, mostly_inside, touches_any, widen
-from edge.vision.faces import FaceDetector
+from edge.vision.boxes import (
+    Box,
+    dedupe,
+    iou,
+    iou_matrix,
+    mostly_inside,
+    touches_any,
+    widen,
+)
+from edge.vision.faces import FaceDetector, Pyramid
 from edge.vision.follow import Template, cut, follow
 from edge.vision.motion import Motion, MotionDetector, search_regions
 
@@ -97,6 +107,7 @@ class Tracked:
 
     box: Box
     steady: bool
+    id: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ class _Plan:
     moving: list[Box]  # searched by the cascade in a window around the last box
     followed: list[Box]  # followed by template, then checked in a tight window
     kept: list[Box]  # boxes not searched by the cascade in this frame
+    reuse: list[Box]  # of those, the ones whose last classification stands in this frame
 
 
 @dataclass(frozen=True)
@@ -216,27 +228,34 @@ class DetectionSchedule:
         self._remember(order, boxes, [c for b in found if (c := cut(frame.gray, b, order))])
         # A face the cascade did not see in this frame (followed or kept) has the same
         # crop, give or take a pixel or two, as when last classified.
-        thin = order % m.classify_every != 0
-        return Found(boxes, [thin and b in plan.kept and b not in found for b in boxes])
+        return Found(boxes, [b in plan.kept and b not in found and _held(b, plan)
+                             for b in boxes])
 
     def _known(self, order: int) -> list[Box]:
         """The tracked faces' boxes, then those workers found in the frames around
         ``order`` that the tracker does not have yet (in that order)."""
         known = [t.box for t in self._tracked]
-        known += [b for o, b in self._recent if abs(o - order) < _RECENT_FRAMES
-                  and all(iou(b, k) < 0.3 for k in known)]
-        return known
+        recent = [b for o, b in self._recent if abs(o - order) < _RECENT_FRAMES]
+        if recent and known:
+            unexplained = (iou_matrix(recent, known) < 0.3).all(axis=1)
+            recent = [b for b, new in zip(recent, unexplained, strict=True) if new]
+        return known + recent
 
     def _plan(self, frame: Frame, order: int, m: MotionConfig, motion: Motion,
               known: list[Box], windows: list[Box]) -> _Plan:
         """What each known face needs in this frame: nothing (kept), following and a tight
         check (followed), or a cascade window around its last box (moving)."""
         tracked, stats = self._tracked, self.stats
-        check_still = order % m.still_check_every == 0
-        search_all = order % m.search_every == 0
-        plan = _Plan([], [], [])
+        plan = _Plan([], [], [], [])
         for i, (box, window) in enumerate(zip(known, windows, strict=True)):
             steady = i < len(tracked) and tracked[i].steady
+            # Each face keeps its own phase (its id), so a crowd's checks and
+            # classifications are spread over the frames instead of all landing on one.
+            phase = order + (tracked[i].id if i < len(tracked) else 0)
+            check_still = phase % m.still_check_every == 0
+            search_all = phase % m.search_every == 0
+            if phase % m.classify_every != 0:
+                plan.reuse.append(box)
             if steady and not check_still and not touches_any(window, motion.boxes):
                 plan.kept.append(box)
                 stats.add("detect_still")
@@ -275,44 +294,39 @@ class DetectionSchedule:
     def _searches(self, detector: FaceDetector, frame: Frame, order: int, m: MotionConfig,
                   regions: list[Box], lost: list[Box], safety: bool, known: list[Box],
                   found: list[Box]) -> float:
-        """The searches on the downscaled frame (moving areas, wider areas around lost
+        """The searches on the frame's pyramid (moving areas, wider areas around lost
         faces, a safety slice), appending to ``found``; returns the seconds spent
-        downscaling, which are recorded as ``resize``, not ``detect``."""
+        shrinking the frame, which are recorded as ``resize``, not ``detect``."""
         stats, shape = self.stats, frame.gray.shape
-        t1 = time.perf_counter()
-        small = (frame.small_gray if frame.small_gray is not None
-                 else detector.downscale(frame.gray))
-        resize_s = time.perf_counter() - t1
-        stats.record("resize", resize_s)
-        scale = shape[1] / small.shape[1]
+        pyramid = Pyramid(frame.gray, frame.small_gray)
         for region in regions:
-            found += detector.search(small, scale, region)
+            found += detector.search(pyramid, region)
             stats.add("detect_motion")
         # A known face missing from its window moved fast or changed size: search a
         # wider area around it at every size before counting it as missed.
         for region in search_regions(lost, shape, _LOST_PAD, self._least):
-            found += detector.search(small, scale, region)
+            found += detector.search(pyramid, region)
             stats.add("detect_fallback")
         if safety:
-            bands = size_bands(max(12, int(detector.cfg.min_size / scale)),
-                               min(small.shape[:2]), detector.cfg.scale_factor,
+            fw = shape[1]
+            smallest = max(detector.cfg.min_size, detector.smallest(fw))
+            bands = size_bands(smallest, min(shape[:2]), detector.cfg.scale_factor,
                                m.safety_slices, detector.base)
             k = order % m.safety_every
             if k < len(bands):
                 # The known faces are searched in their own windows; blanked here, the
                 # safety search rejects their areas at its first stage instead of
                 # spending most of its time on them.
-                found += detector.search(_blanked(small, known + found, scale), scale,
-                                         sizes=bands[k])
+                found += detector.search(pyramid, sizes=bands[k], blank=known + found)
                 stats.add("detect_safety")
-        return resize_s
+        return pyramid.shrink_s
 
     def _template_for(self, box: Box, order: int) -> Template | None:
         """The cascade's nearest earlier find of the face at ``box``, to follow it from."""
         best = None
         for t in self._templates:
-            if t.order < order and iou(t.box, box) >= 0.3 and (
-                    best is None or t.order > best.order):
+            if t.order < order and (best is None or t.order > best.order) and iou(
+                    t.box, box) >= 0.3:
                 best = t
         return best
 
@@ -330,32 +344,88 @@ class DetectionSchedule:
                                      if t.order > latest - keep] + templates)
 
     def _periodic(self, detector: FaceDetector, frame: Frame, order: int) -> list[Box]:
+        """The periodic schedule: a whole search every ``full_every`` frames (every frame
+        while nobody is tracked) and windows around the tracked faces in between; or, on a
+        frame whose whole search would cost more than one frame should
+        (:func:`search_slices`), that search spread over the frames, one band of sizes each.
+        """
+        t0 = time.perf_counter()
+        pyramid = Pyramid(frame.gray, frame.small_gray)
+        slices = min(self.full_every, search_slices(frame.gray.shape, detector))
+        if slices > 1:
+            found = self._sliced(detector, frame, order, pyramid, slices)
+        else:
+            found = self._whole_or_windows(detector, frame, order, pyramid)
+        self.stats.record("resize", pyramid.shrink_s)
+        self.stats.record("detect", time.perf_counter() - t0 - pyramid.shrink_s)
+        return found
+
+    def _whole_or_windows(self, detector: FaceDetector, frame: Frame, order: int,
+                          pyramid: Pyramid) -> list[Box]:
+        """Windows around the tracked faces, or the whole search when it is due or a
+        tracked face is missing from its window."""
         stats = self.stats
         regions = [t.box for t in self._tracked]
         if self.full_every > 1 and regions and order % self.full_every != 0:
-            t0 = time.perf_counter()
             boxes = detector.detect_around(frame.gray, regions, self.region_margin)
-            stats.record("detect", time.perf_counter() - t0)
             if len(boxes) >= len(regions):
                 stats.add("detect_partial")
                 return boxes
             stats.add("detect_fallback")
-        t0 = time.perf_counter()
-        small = (frame.small_gray if frame.small_gray is not None
-                 else detector.downscale(frame.gray))
-        t1 = time.perf_counter()
-        boxes = detector.detect(frame.gray, small)
-        t2 = time.perf_counter()
-        stats.record("resize", t1 - t0)
-        stats.record("detect", t2 - t1)
         stats.add("detect_full")
-        return boxes
+        return detector.search(pyramid)
+
+    def _sliced(self, detector: FaceDetector, frame: Frame, order: int, pyramid: Pyramid,
+                slices: int) -> list[Box]:
+        """Windows around the known faces (a wider search around one its window missed,
+        then the whole frame at its size), and one band of the whole search: the largest
+        sizes first, so a face close to the camera is found in a scene's first frame and
+        a crowd's small faces within ``full_every`` frames."""
+        stats, shape = self.stats, frame.gray.shape
+        known = self._known(order)  # tracked, and found by a worker in the frames around
+        found: list[Box] = []
+        if known:
+            found = detector.detect_around(frame.gray, known, self.region_margin)
+            stats.add("detect_partial")
+            lost = [b for b in known if all(iou(b, f) == 0.0 for f in found)]
+            for region in search_regions(lost, shape, _LOST_PAD, self._least):
+                found += detector.search(pyramid, region)
+                stats.add("detect_fallback")
+            lost = [b for b in lost if all(iou(b, f) == 0.0 for f in found)]
+            if lost:
+                # Not near its last place either (a scene cut): the whole frame, at the
+                # sizes of the faces lost only.
+                sides = [max(w, h) for _, _, w, h in lost]
+                found += detector.search(pyramid, sizes=(0.7 * min(sides), 1.5 * max(sides)),
+                                         blank=found)
+                stats.add("detect_fallback")
+        bands = size_bands(detector.smallest(shape[1]), min(shape[:2]),
+                           detector.cfg.scale_factor, slices, detector.base)
+        k = len(bands) - 1 - order % self.full_every
+        if k >= 0:
+            found += detector.search(pyramid, sizes=bands[k], blank=found)
+            stats.add("detect_slice")
+        if not known and 0 <= k < len(bands) - 1:
+            # Nobody known yet: the workers search a scene's first frames side by side,
+            # before any hears of another's finds, so each looks for the largest faces too.
+            found += detector.search(pyramid, sizes=bands[-1], blank=found)
+            stats.add("detect_slice")
+        found = dedupe(found)
+        self._remember(order, found, [c for b in found if (c := cut(frame.gray, b, order))])
+        return found
+
+
+def _held(box: Box, plan: _Plan) -> bool:
+    """Whether ``box``, kept without the cascade, may keep its last classification: its
+    face's phase skips classification in this frame (a followed face's box moved, so it
+    is matched to the known box it came from by overlap)."""
+    return any(iou(box, r) >= 0.3 for r in plan.reuse)
 
 
 def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:
     """One line saying which schedule runs with these settings (logs, the benchmark)."""
-    periodic = (f"full search every {full_every} frame(s), windows around faces in between"
-                if full_every > 1 else "full search every frame")
+    periodic = (f"a full search spread over every {full_every} frame(s), windows around "
+                "the faces in each" if full_every > 1 else "full search every frame")
     if motion is None or not motion.enabled:
         return f"periodic: {periodic}"
     safety = (f"a full search spread over {motion.safety_slices} of every "
@@ -371,15 +441,37 @@ def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:
             f"cover over {motion.max_share:.0%} of the frame: {periodic}")
 
 
+#: What one frame may spend on the whole search, as its number of cascade windows: that
+#: of a VGA frame (640x480) searched for faces from 48 pixels, the default camera's, which
+#: the periodic schedule has always done in one frame. A larger frame spreads its search.
+_FRAME_BUDGET_SHAPE = (480, 640)
+
+
+def search_slices(shape: tuple[int, ...], detector: FaceDetector) -> int:
+    """Over how many frames a whole search of a ``shape`` frame is spread: its cost over
+    that of a VGA frame's (:data:`_FRAME_BUDGET_SHAPE`), rounded up."""
+    def cost(h: int, w: int, smallest: int) -> float:
+        sizes = [float(smallest)]
+        while sizes[-1] * detector.cfg.scale_factor <= min(h, w):
+            sizes.append(sizes[-1] * detector.cfg.scale_factor)
+        return h * w * sum((3.0 if s > 2 * detector.base else 1.0) / (s * s) for s in sizes)
+
+    h, w = shape[:2]
+    budget = cost(*_FRAME_BUDGET_SHAPE, 48)
+    return max(1, math.ceil(cost(h, w, detector.smallest(w)) / budget - 0.05))
+
+
 def size_bands(smallest: int, largest: int, factor: float, slices: int,
                base: int = 24) -> list[tuple[int, int]]:
-    """Split face sizes ``smallest..largest`` into ``slices`` bands of about equal search cost.
+    """Split face sizes ``smallest..largest`` (full-resolution pixels) into ``slices`` bands
+    of about equal search cost.
 
-    The cascade searches each window size over the whole image, shrunk so the window is
-    its ``base``-pixel base: the number of windows falls with the size's square. OpenCV
-    places them every second pixel up to twice the base and at every pixel past that:
-    four times the windows, measured at about three times the time on the talking-head
-    clip with its face blanked (the safety search's case). Bands are cut where the
+    Each size is searched on its pyramid level (:func:`edge.vision.faces.octaves`), over
+    the whole frame shrunk so the window is its ``base``-pixel base: the number of windows
+    falls with the size's square, whichever the level. OpenCV places them every second
+    pixel up to twice the base and at every pixel past that: four times the windows,
+    measured at about three times the time on the talking-head clip with its face blanked
+    (the safety search's case). Bands are cut where the
     running cost crosses each ``1/slices`` share, and each overlaps the next by one scale
     step so a face at a boundary still gets the neighbours it needs.
     """
@@ -401,15 +493,3 @@ def size_bands(smallest: int, largest: int, factor: float, slices: int,
         hi = math.ceil(sizes[b - 1] * factor) if b < len(sizes) else largest
         bands.append((lo, min(hi, largest)))
     return bands
-
-
-def _blanked(small: np.ndarray, boxes: list[Box], scale: float) -> np.ndarray:
-    """A copy of ``small`` with each of ``boxes`` (full-resolution pixels) filled flat."""
-    if not boxes:
-        return small
-    out = small.copy()
-    fill = int(small.mean())
-    for x, y, w, h in boxes:
-        out[max(0, int(y / scale)):int((y + h) / scale) + 1,
-            max(0, int(x / scale)):int((x + w) / scale) + 1] = fill
-    return out
