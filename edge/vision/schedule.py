@@ -162,6 +162,7 @@ class DetectionSchedule:
         self._recent: tuple[tuple[int, Box], ...] = ()  # (frame order, box) found lately
         self._templates: tuple[Template, ...] = ()  # the cascade's finds lately
         self._recent_lock = threading.Lock()
+        self._slices_by_shape: dict[tuple[int, int], int] = {}
 
     @property
     def follows_tracks(self) -> bool:
@@ -218,10 +219,11 @@ class DetectionSchedule:
         t0 = time.perf_counter()
         plan = self._plan(frame, order, m, motion, known, windows)
         found, lost = self._check_windows(detector, frame, plan)
-        safety = bool(m.safety_every and order % m.safety_every < m.safety_slices)
+        slices = self._safety_slices(shape, detector)
+        safety = bool(m.safety_every and order % m.safety_every < slices)
         if regions or safety or lost:
-            t0 += self._searches(detector, frame, order, m, regions, lost, safety,
-                                 known, found)
+            t0 += self._searches(detector, frame, order, m, regions, lost,
+                                 slices if safety else 0, known, found)
         self.stats.record("detect", time.perf_counter() - t0)
         found = dedupe(found)
         boxes = dedupe(found + plan.kept)
@@ -230,6 +232,19 @@ class DetectionSchedule:
         # crop, give or take a pixel or two, as when last classified.
         return Found(boxes, [b in plan.kept and b not in found and _held(b, plan)
                              for b in boxes])
+
+    def _safety_slices(self, shape: tuple[int, ...], detector: FaceDetector) -> int:
+        """Over how many frames the safety search is spread: ``safety_slices`` for a frame
+        whose whole search costs what a VGA frame's does, proportionally more for a
+        larger one (:func:`search_slices`), so no slice costs more than a VGA one's."""
+        m = self.motion
+        assert m is not None
+        key = (shape[0], shape[1])
+        n = self._slices_by_shape.get(key)
+        if n is None:
+            n = min(m.safety_every, m.safety_slices * search_slices(shape, detector))
+            self._slices_by_shape[key] = n  # one frame size per camera: computed once
+        return n
 
     def _known(self, order: int) -> list[Box]:
         """The tracked faces' boxes, then those workers found in the frames around
@@ -292,11 +307,12 @@ class DetectionSchedule:
         return found, lost
 
     def _searches(self, detector: FaceDetector, frame: Frame, order: int, m: MotionConfig,
-                  regions: list[Box], lost: list[Box], safety: bool, known: list[Box],
+                  regions: list[Box], lost: list[Box], safety: int, known: list[Box],
                   found: list[Box]) -> float:
         """The searches on the frame's pyramid (moving areas, wider areas around lost
-        faces, a safety slice), appending to ``found``; returns the seconds spent
-        shrinking the frame, which are recorded as ``resize``, not ``detect``."""
+        faces, a safety slice when ``safety`` (the slices the search is spread over) is
+        not 0), appending to ``found``; returns the seconds spent shrinking the frame,
+        which are recorded as ``resize``, not ``detect``."""
         stats, shape = self.stats, frame.gray.shape
         pyramid = Pyramid(frame.gray, frame.small_gray)
         for region in regions:
@@ -311,7 +327,7 @@ class DetectionSchedule:
             fw = shape[1]
             smallest = max(detector.cfg.min_size, detector.smallest(fw))
             bands = size_bands(smallest, min(shape[:2]), detector.cfg.scale_factor,
-                               m.safety_slices, detector.base)
+                               safety, detector.base)
             k = order % m.safety_every
             if k < len(bands):
                 # The known faces are searched in their own windows; blanked here, the
@@ -429,7 +445,8 @@ def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:
     if motion is None or not motion.enabled:
         return f"periodic: {periodic}"
     safety = (f"a full search spread over {motion.safety_slices} of every "
-              f"{motion.safety_every} frames" if motion.safety_every else "no safety search")
+              f"{motion.safety_every} frames (more on a frame larger than VGA)"
+              if motion.safety_every else "no safety search")
     still = (f", still ones checked every {motion.still_check_every}"
              if motion.still_check_every > 1 else "")
     faces = (f"faces followed by template and searched every {motion.search_every} frames"
