@@ -29,7 +29,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also write the stream with boxes and labels to this video")
     p.add_argument("--device", help="device name in events and topics")
     p.add_argument("--web", action="store_true",
-                   help="serve the web page, API and /metrics (web.enabled; the web extra)")
+                   help="serve the web page, API and /metrics (web.enabled; the web extra); "
+                        "a video file then plays at its own rate, looping (source.pace)")
+    p.add_argument("--loop", action="store_true",
+                   help="start a video file again when it ends (source.loop)")
     p.add_argument("--log-level", default="INFO",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p.parse_args(argv)
@@ -61,6 +64,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
         o["device"] = args.device
     if args.web:
         o["web.enabled"] = True
+    if args.loop:
+        o["source.loop"] = True
     return o
 
 

@@ -8,6 +8,7 @@ and pipeline everywhere. Anything the user must fix raises one of
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import cv2
 
 from edge.annotate import VideoAnnotator
 from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
-from edge.capture.sources import Frame, FrameSource, local_path, make_source
+from edge.capture.sources import Frame, FrameSource, local_path, make_source, video_fps
 from edge.config import Config, ConfigError, sink_names
 from edge.model import EmotionClassifier, ModelCard, ModelError, card_path_for
 from edge.runtime.pipeline import Pipeline, PipelineSettings
@@ -81,6 +82,8 @@ def build_source(cfg: Config) -> FrameSource:
         ConfigError: a local file or folder that does not exist.
     """
     src = cfg.source
+    if demo_playback(cfg):
+        src = dataclasses.replace(src, loop=True)
     path = local_path(src.uri)
     if src.kind != "picamera2" and path is not None:
         if not path.exists():
@@ -93,6 +96,24 @@ def build_source(cfg: Config) -> FrameSource:
     lores = cfg.source.width // finest_step(cfg.source.width, cfg.detector.min_size,
                                             cfg.detector.detect_width)
     return make_source(src, lores, keep_color=keep_color)
+
+
+def demo_playback(cfg: Config) -> bool:
+    """Whether a video file plays as a demo a person watches: at its own frame rate and
+    in a loop (``source.pace: auto`` with the web page on, or ``on``)."""
+    path = local_path(cfg.source.uri)
+    if cfg.source.kind == "picamera2" or path is None or not path.is_file():
+        return False
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return False
+    return cfg.source.pace == "on" or (cfg.source.pace == "auto" and cfg.web.enabled)
+
+
+def playback_rate(cfg: Config) -> float | None:
+    """The rate a demo plays its video file at (:func:`demo_playback`): the file's own."""
+    if not demo_playback(cfg):
+        return None
+    return video_fps(str(cfg.source.uri)) or cfg.source.fps
 
 
 def check_input_file(path: Path) -> None:
@@ -215,6 +236,8 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
     """
     if source is None:
         source = build_source(cfg)
+        if rate is None:
+            rate = playback_rate(cfg)
     if classifiers is None:
         classifiers = build_classifiers(cfg, cfg.pipeline.workers)
     cv2.setNumThreads(opencv_threads(cfg, len(classifiers)))

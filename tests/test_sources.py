@@ -156,3 +156,26 @@ def test_auto_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert isinstance(make_source(SourceConfig(uri=str(tmp_path))), ImageSource)
     assert isinstance(make_source(SourceConfig(uri="rtsp://cam.local/stream")), OpenCVSource)
     assert make_source(SourceConfig(kind="opencv", uri="2")).uri == 2
+
+
+def test_with_the_web_page_a_video_file_plays_at_its_own_rate_and_loops() -> None:
+    from edge.assemble import build_source, demo_playback, playback_rate
+    from edge.capture.sources import video_fps
+    from edge.config import load
+
+    root = Path(__file__).resolve().parents[1]
+    batch = load(root / "config.yaml")
+    assert not demo_playback(batch) and playback_rate(batch) is None  # flat out, once
+    demo = load(root / "config.yaml", {"web.enabled": True})
+    fps = video_fps(str(demo.source.uri))
+    assert 10 <= fps <= 60 and playback_rate(demo) == fps
+    source = build_source(demo)
+    source.open()
+    try:
+        frames = [source.read() for _ in range(200)]  # more than the clip holds
+    finally:
+        source.close()
+    assert all(f is not None for f in frames)
+    assert not demo_playback(load(root / "config.yaml", {"web.enabled": True,
+                                                         "source.pace": "off"}))
+    assert playback_rate(load(root / "config.yaml", {"source.pace": "on"})) == fps

@@ -192,3 +192,91 @@ def test_a_non_loopback_bind_without_a_token_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "web.bind: 0.0.0.0 is reachable from other machines" in lines[0]
+
+
+def _jpeg_claiming(width: int, height: int, fill: int = 1, metadata: int = 0) -> bytes:
+    """A tiny JPEG whose frame header claims ``width`` x ``height`` pixels, behind
+    ``fill`` 0xFF fill bytes and an APP1 segment of ``metadata`` bytes."""
+    app1 = (b"\xff\xe1" + (metadata + 2).to_bytes(2, "big") + b"\0" * metadata
+            if metadata else b"")
+    sof = (b"\xff" * fill + b"\xc0\x00\x0b\x08" + height.to_bytes(2, "big")
+           + width.to_bytes(2, "big") + b"\x01\x01\x11\x00")
+    return b"\xff\xd8" + app1 + sof + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + b"\0" * 300
+
+
+def test_image_bombs_are_refused_before_decoding(device: Device) -> None:
+    import struct
+    import time
+    import zlib
+
+    url = device.web.url + "api/predict"
+    png_header = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(
+        ">IIBBBBB", 64, 64, 8, 0, 0, 0, 0) + b"\0\0\0\0"
+    bombs = {
+        "fill byte": _jpeg_claiming(60000, 60000, fill=2),
+        "64 KiB of metadata first": _jpeg_claiming(60000, 60000, metadata=65000),
+        "a PNG chunk claiming 4 GB": png_header + struct.pack(">I", 0xFFFF0000) + b"IDAT"
+                                     + zlib.compress(b"\0" * 1000),
+        "TIFF": b"II*\x00\x08\x00\x00\x00" + b"\0" * 900,
+    }
+    for name, payload in bombs.items():
+        started = time.monotonic()
+        code, result = get_json(url, data=payload, headers={"Content-Type": "image/jpeg"},
+                                method="POST")
+        assert code in (400, 413), (name, code, result)
+        assert time.monotonic() - started < 5, name  # refused, not decoded
+    # A photo sent as curl --data-binary sends it (a form content type) is read as is.
+    code, result = get_json(url, data=PHOTO.read_bytes(),
+                            headers={"Content-Type": "application/x-www-form-urlencoded"},
+                            method="POST")
+    assert code == 200 and len(result["faces"]) == 1
+
+
+def test_foreign_hosts_and_cross_site_posts_are_refused(device: Device) -> None:
+    url = device.web.url
+    assert get(url + "api/state", headers={"Host": "attacker.example"})[0] == 400
+    assert get(url + "api/state", headers={"Host": f"localhost:{device.web.port}"})[0] == 200
+    code, headers, _ = get(url)
+    assert code == 200 and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer"
+    body, form = multipart("photo", "astronaut.jpg", PHOTO.read_bytes())
+    code, result = get_json(url + "api/predict", data=body,
+                            headers={**form, "Origin": "http://evil.example"})
+    assert code == 403 and "cross-site" in result["error"]
+    own = f"http://127.0.0.1:{device.web.port}"
+    assert get_json(url + "api/predict", data=body, headers={**form, "Origin": own})[0] == 200
+
+
+def test_the_cookie_is_not_the_token_and_short_tokens_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.config import ConfigError
+
+    monkeypatch.setenv("EDGE_WEB_TOKEN", "s3cret-token-long")
+    d = start(tmp_path, auth_token_env="EDGE_WEB_TOKEN")
+    try:
+        code, headers, _ = get(d.web.url + "?token=s3cret-token-long")
+        cookie = headers["Set-Cookie"]
+        assert code == 200 and "s3cret" not in cookie and "SameSite=Strict" in cookie
+    finally:
+        d.pipeline.stop()
+        d.pipeline.join()
+        d.close()
+    monkeypatch.setenv("EDGE_WEB_TOKEN", "x")
+    with pytest.raises(ConfigError, match="auth_token_env: the token has 1 characters"):
+        start(tmp_path / "short", auth_token_env="EDGE_WEB_TOKEN")
+
+
+def test_event_streams_beyond_the_cap_get_503_and_health_still_answers(
+        device: Device) -> None:
+    from edge.web.app import MAX_STREAMS
+
+    url = device.web.url
+    opened = [urllib.request.urlopen(url + "api/events/stream", timeout=30)
+              for _ in range(MAX_STREAMS)]
+    try:
+        assert get(url + "api/events/stream")[0] == 503
+        assert get(url + "api/health")[0] in (200, 503)
+        assert get(url + "metrics")[0] == 200
+    finally:
+        for r in opened:
+            r.close()

@@ -1,9 +1,12 @@
-"""Reading still images safely: the size is checked before any pixel is decoded.
+"""Reading still images safely: every decode is bounded before it starts.
 
-A small file can decode to a huge image (a 1 MB PNG of 30000x30000 pixels takes 5 GB), so
-:func:`read_image` reads the width and height from the file header (PNG, JPEG, GIF, BMP,
-WebP) and refuses anything above :data:`MAX_PIXELS` before OpenCV decodes it. Other
-formats are left to OpenCV's own limit.
+A small file can decode to a huge image (a few hundred bytes of JPEG can claim 60000x60000
+pixels, 5 GB as BGR), or make the decoder allocate what a header claims (a PNG chunk of
+"4 GB"). So only formats whose headers are parsed here are decoded: PNG (every chunk
+walked, each length checked against the file), JPEG (every marker segment walked to the
+frame header, fill bytes and metadata of any length included), BMP, WebP and PGM/PPM;
+anything else, TIFF included, is refused. The width and height must be found and stay
+under the caller's pixel limit (:data:`MAX_PIXELS` by default) before OpenCV sees a byte.
 """
 
 from __future__ import annotations
@@ -18,83 +21,178 @@ import numpy as np
 #: (a 12 MP Pi camera, a 4K frame is 8.3 MP) and about 150 MB as BGR.
 MAX_PIXELS = 50_000_000
 
+#: Largest image file read: a 50-megapixel PNG stays well under it.
+MAX_FILE_BYTES = 256_000_000
 
-#: Still-image files every reader here takes (OpenCV decodes them all): the device's image
-#: folders and photos, and the class folders of your own faces in training.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})
+#: Still-image files every reader here takes: the device's image folders and photos, and
+#: the class folders of your own faces in training.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".ppm"})
+
+#: What the refusal of an unknown format says.
+FORMATS = "PNG, JPEG, BMP, WebP or PGM/PPM"
 
 
 class ImageError(ValueError):
-    """An image that cannot be used; the message names the file and why."""
+    """An image that cannot be used; the message names the file and why.
+
+    ``too_large`` tells a size refusal (HTTP 413) from an unreadable image (400).
+    """
+
+    def __init__(self, message: str, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
 
 
 def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode an image file, refusing it above ``max_pixels`` before decoding.
+    """Decode an image file, refusing it before decoding unless its header is parsed and
+    its size is under ``max_pixels``.
 
     Raises:
-        ImageError: unreadable, not an image, or too large.
+        ImageError: unreadable, not an accepted format, or too large.
     """
     p = Path(path)
     try:
-        with p.open("rb") as fh:
-            head = fh.read(64 * 1024)
+        if not p.is_file():
+            raise ImageError(f"{p}: not a regular file")
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{p}: {p.stat().st_size:,} bytes is above the limit of "
+                             f"{MAX_FILE_BYTES:,} for an image file", too_large=True)
+        data = p.read_bytes()
     except OSError as exc:
         raise ImageError(f"{p}: cannot read ({exc.strerror})") from None
-    size = header_size(head)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageError(f"{p}: {size[0]}x{size[1]} pixels is above the limit of "
-                         f"{max_pixels:,}; shrink it first")
-    image = cv2.imread(str(p), flags)
+    return decode_image(data, str(p), flags, max_pixels)
+
+
+def decode_image(data: bytes, name: str, flags: int = cv2.IMREAD_COLOR,
+                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode ``data`` (an image file's bytes) under the same checks as :func:`read_image`.
+
+    Raises:
+        ImageError: naming ``name``: not an accepted format, corrupt, or too large.
+    """
+    try:
+        size = image_size(data)
+    except ValueError as exc:
+        raise ImageError(f"{name}: {exc}") from None
+    if size is None:
+        raise ImageError(f"{name}: not an image this device reads ({FORMATS})")
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{name}: its header says {w}x{h} pixels; the file is corrupt")
+    if w * h > max_pixels:
+        raise ImageError(f"{name}: {w}x{h} pixels is above the limit of {max_pixels:,}; "
+                         "shrink it first", too_large=True)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
-        raise ImageError(f"{p}: unreadable image (not a format OpenCV decodes, or corrupt)")
+        raise ImageError(f"{name}: unreadable image (corrupt, or not what its header says)")
     return image
 
 
-def header_size(head: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from the first bytes of a PNG, GIF, BMP, WebP or JPEG file."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        return struct.unpack(">II", head[16:24])
-    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-        return struct.unpack("<HH", head[6:10])
-    if head.startswith(b"BM") and len(head) >= 26:
-        w, h = struct.unpack("<ii", head[18:26])
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of an accepted image from its headers; ``None`` for any other
+    format.
+
+    Raises:
+        ValueError: an accepted format whose headers are corrupt, truncated, or claim more
+            data than the file holds.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _png_size(data)
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_size(data)
+    if data.startswith(b"BM") and len(data) >= 26:
+        w, h = struct.unpack("<ii", data[18:26])
         return abs(w), abs(h)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return _webp_size(head)
-    if head.startswith(b"\xff\xd8"):
-        return _jpeg_size(head)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    if data[:2] in (b"P2", b"P5", b"P3", b"P6"):
+        return _pnm_size(data)
     return None
 
 
-def _webp_size(head: bytes) -> tuple[int, int] | None:
-    chunk = head[12:16]
-    if chunk == b"VP8X" and len(head) >= 30:
-        w = int.from_bytes(head[24:27], "little") + 1
-        h = int.from_bytes(head[27:30], "little") + 1
-        return w, h
-    if chunk == b"VP8L" and len(head) >= 25:
-        bits = int.from_bytes(head[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8 " and len(head) >= 30:
-        w, h = struct.unpack("<HH", head[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    return None
+def header_size(head: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from an image's bytes, or ``None`` when it cannot be read."""
+    try:
+        return image_size(head)
+    except ValueError:
+        return None
 
 
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    # Walk the marker segments to the first start-of-frame (SOF0..SOF15 but DHT/JPG/DAC).
+def _png_size(data: bytes) -> tuple[int, int]:
+    # Walk every chunk: a chunk that claims more bytes than the file holds would make the
+    # decoder allocate what it claims.
+    i, size = 8, None
+    while i + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[i:i + 8])
+        if length > len(data) - i - 12:
+            raise ValueError(f"PNG chunk {kind!r} claims {length:,} bytes, more than the "
+                             "file holds; the file is corrupt")
+        if kind == b"IHDR":
+            if length < 8:
+                raise ValueError("PNG header chunk is too short; the file is corrupt")
+            size = struct.unpack(">II", data[i + 8:i + 16])
+        if kind == b"IEND":
+            break
+        i += 12 + length
+    if size is None:
+        raise ValueError("PNG without a header chunk; the file is corrupt")
+    return size
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    # Walk the marker segments to the first start-of-frame (SOF0..SOF15 but DHT/JPG/DAC),
+    # skipping fill bytes (any number of 0xFF before a marker) and segments of any length.
     i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
-            return None
-        marker = head[i + 1]
+    while i < len(data):
+        if data[i] != 0xFF:
+            raise ValueError("JPEG marker expected; the file is corrupt")
+        while i < len(data) and data[i] == 0xFF:
+            i += 1
+        if i >= len(data):
+            break
+        marker = data[i]
+        i += 1
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
             continue
-        length = struct.unpack(">H", head[i + 2:i + 4])[0]
+        if marker in (0xD9, 0xDA):
+            break  # end of image, or the scan before any frame header
+        if i + 2 > len(data):
+            break
+        length = struct.unpack(">H", data[i:i + 2])[0]
+        if length < 2:
+            raise ValueError("JPEG segment of a negative length; the file is corrupt")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", head[i + 5:i + 9])
+            if i + 7 > len(data):
+                break
+            h, w = struct.unpack(">HH", data[i + 3:i + 7])
             return w, h
-        i += 2 + length
-    return None
+        i += length
+    raise ValueError("JPEG without a frame header; the file is truncated or corrupt")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        w = int.from_bytes(data[24:27], "little") + 1
+        h = int.from_bytes(data[27:30], "little") + 1
+        return w, h
+    if chunk == b"VP8L" and len(data) >= 25:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(data) >= 30:
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    raise ValueError("WebP without a readable size; the file is corrupt")
+
+
+def _pnm_size(data: bytes) -> tuple[int, int]:
+    fields: list[int] = []
+    for line in data[2:1024].split(b"\n"):
+        for word in line.split(b"#", 1)[0].split():
+            if not word.isdigit():
+                raise ValueError("PGM/PPM header is not numbers; the file is corrupt")
+            fields.append(int(word))
+            if len(fields) == 2:
+                return fields[0], fields[1]
+    raise ValueError("PGM/PPM header without a size; the file is corrupt")

@@ -317,6 +317,16 @@ def make_source(cfg: SourceConfig, detect_width: int = 320,
     return OpenCVSource(uri, cfg.width, cfg.height, cfg.fps, cfg.loop, keep_color)
 
 
+def video_fps(path: str) -> float:
+    """The frame rate a video file declares (0.0 when it declares none)."""
+    cap = cv2.VideoCapture(path)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return float(fps) if fps and fps > 0 and fps < 1000 else 0.0
+
+
 def local_path(uri: str | int) -> Path | None:
     """The local file or folder a source uri names; None for camera indexes, URLs, globs."""
     if not isinstance(uri, str) or "://" in uri or uri.isdigit() or any(c in uri for c in "*?["):

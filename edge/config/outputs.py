@@ -116,6 +116,7 @@ class WebConfig:
     preview_fps: float = positive(5.0, 10)
     upload_max_bytes: int = positive(8_000_000, 100_000_000)
     events_kept: int = positive(1000, 100_000)
+    hosts: str = ""
 
     def _validate(self, at: str) -> None:
         if self.auth_token_file and self.auth_token_env:

@@ -25,6 +25,7 @@ class SourceConfig:
     height: int = positive(480, 8192)
     fps: float = positive(30.0, 1000)
     loop: bool = False
+    pace: Literal["auto", "on", "off"] = "auto"
     queue_size: int = positive(4, 1000)
     realtime: bool | None = None
     stall_timeout_s: float = positive(5.0, HOUR_S)

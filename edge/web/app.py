@@ -8,6 +8,7 @@ status, never a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import threading
@@ -16,13 +17,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from edge.capture.image_files import MAX_PIXELS, header_size
+from edge.capture.image_files import ImageError, decode_image
 from edge.config import WebConfig
 from edge.model import ModelCard
 from edge.stats import Stats
@@ -30,6 +32,23 @@ from edge.web.live import LiveState, blank_jpeg
 from edge.web.metrics import CONTENT_TYPE, render
 
 STATIC = Path(__file__).resolve().parent / "static"
+
+#: Live views and event streams open at once; each holds an HTTP thread while open, so
+#: the rest of the threads stay free for the API, /metrics and /api/health.
+MAX_STREAMS = 8
+
+#: Sent with every response: the pages use only the device's own scripts and styles.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": ("default-src 'self'; img-src 'self' data: blob:; "
+                                "object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                "frame-ancestors 'none'"),
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+#: Largest uploaded photo decoded, in pixels: a 24-megapixel camera's, 72 MB as BGR.
+UPLOAD_MAX_PIXELS = 24_000_000
 _COOKIE = "emotion_edge_token"
 
 
@@ -54,23 +73,48 @@ def create_app(parts: WebParts) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = parts.cfg.upload_max_bytes
     predict_lock = threading.Lock()  # one detector/classifier pair for uploads
 
+    hosts = allowed_hosts(parts.cfg)
+    failures = _Failures()
+    session = session_value(parts.token) if parts.token is not None else None
+    streams = threading.BoundedSemaphore(MAX_STREAMS)
+
     @app.before_request
-    def check_token() -> Response | None:
+    def check_request() -> Response | None:
+        # DNS rebinding: a page of another site, resolved to this device, must not read it.
+        host = (request.host or "").rsplit(":", 1)[0].strip("[]").lower()
+        if hosts is not None and host not in hosts:
+            return _error(400, f"Host '{host}' is not this device's: use "
+                               f"{parts.cfg.bind} or localhost, or add it to web.hosts")
+        origin = request.headers.get("Origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None \
+                and urlsplit(origin).netloc.lower() != (request.host or "").lower():
+            return _error(403, f"cross-site request from {origin} refused")
         if parts.token is None or request.path == "/api/health":
             return None
-        given = (request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-                 or request.args.get("token") or request.cookies.get(_COOKIE) or "")
-        if not hmac.compare_digest(given.encode(), parts.token.encode()):
+        client = request.remote_addr or "?"
+        if failures.blocked(client):
+            return _error(429, "too many wrong tokens from this address; wait a minute")
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        given = bearer or request.args.get("token") or ""
+        ok = (hmac.compare_digest(given.encode(), parts.token.encode()) if given
+              else hmac.compare_digest(request.cookies.get(_COOKIE, "").encode(),
+                                       str(session).encode()))
+        if not ok:
+            failures.add(client)
             return _error(401, "missing or wrong token: send 'Authorization: Bearer "
                                "<token>' or open the page once with ?token=<token>")
         return None
 
     @app.after_request
     def remember_token(response: Response) -> Response:
-        if parts.token is not None and request.args.get("token") == parts.token:
-            response.set_cookie(_COOKIE, parts.token, httponly=True, samesite="Strict")
+        given = request.args.get("token")
+        if parts.token is not None and given and hmac.compare_digest(
+                given.encode(), parts.token.encode()):
+            # A value derived from the token, never the token: browsers send a cookie to
+            # every port of the host.
+            response.set_cookie(_COOKIE, str(session), httponly=True, samesite="Strict")
         response.headers.setdefault("Cache-Control", "no-store")
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.update(SECURITY_HEADERS)
         return response
 
     @app.errorhandler(HTTPException)
@@ -114,31 +158,37 @@ def create_app(parts: WebParts) -> Flask:
         # A browser that reconnects sends the last id it saw; a first visit gets the kept
         # events first, then each new one.
         since = request.headers.get("Last-Event-ID") or request.args.get("since")
-        return Response(_sse(parts.live, since), mimetype="text/event-stream",
-                        headers={"X-Accel-Buffering": "no"})
+        if not streams.acquire(blocking=False):
+            return _busy()
+        return Response(_released(_sse(parts.live, since), streams),
+                        mimetype="text/event-stream", headers={"X-Accel-Buffering": "no"})
 
     @app.get("/stream.mjpg")
     def stream() -> Response:
         if not parts.cfg.preview:
             return _error(404, "the live view is off (web.preview: false): no camera "
                                "pixels are served")
-        return Response(_mjpeg(parts.live, parts.cfg.preview_fps),
+        if not streams.acquire(blocking=False):
+            return _busy()
+        return Response(_released(_mjpeg(parts.live, parts.cfg.preview_fps), streams),
                         mimetype="multipart/x-mixed-replace; boundary=frame")
 
     @app.post("/api/predict")
     def predict() -> Response:
-        upload = request.files.get("photo")
-        data = upload.read() if upload is not None else request.get_data()
+        if request.mimetype == "multipart/form-data":
+            upload = request.files.get("photo")
+            data = upload.read() if upload is not None else b""
+        else:
+            data = _raw_body()
         if not data:
             return _error(400, "no photo: send it as the form field 'photo' or as the body")
-        size = header_size(data[:65536])
-        if size is not None and size[0] * size[1] > MAX_PIXELS:
-            return _error(413, f"{size[0]}x{size[1]} pixels is above the limit of "
-                               f"{MAX_PIXELS:,}")
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            return _error(400, "not an image this device can read (JPEG, PNG, BMP, WebP...)")
+        # One decode at a time, each bounded before it starts (edge.capture.image_files):
+        # a device with 1 GB of RAM survives two image bombs at once.
         with predict_lock:
+            try:
+                image = decode_image(data, "photo", cv2.IMREAD_COLOR, UPLOAD_MAX_PIXELS)
+            except ImageError as exc:
+                return _error(413 if exc.too_large else 400, str(exc))
             faces = parts.predict(image)
         return jsonify({"faces": faces, "width": int(image.shape[1]),
                         "height": int(image.shape[0]), "model": parts.card.id})
@@ -148,6 +198,65 @@ def create_app(parts: WebParts) -> Flask:
         return Response(render(parts.registry), mimetype=CONTENT_TYPE)
 
     return app
+
+
+def allowed_hosts(cfg: WebConfig) -> set[str] | None:
+    """The ``Host`` names a request may carry: the bound address, this machine's names and
+    ``web.hosts``; ``None`` (any) when bound to every address, where the token guards."""
+    extra = {h.strip().lower() for h in cfg.hosts.split(",") if h.strip()}
+    if cfg.bind in ("0.0.0.0", "::", "") and not extra:
+        return None
+    return {cfg.bind.lower(), "localhost", "127.0.0.1", "::1"} | extra
+
+
+def session_value(token: str) -> str:
+    """The browser cookie's value: derived from the token, so it never leaks the token."""
+    return hmac.new(token.encode(), b"emotion-edge web session", hashlib.sha256).hexdigest()
+
+
+class _Failures:
+    """Wrong tokens per client address: after ``limit`` in ``window_s``, refuse the address
+    until the window has passed (a brute force then costs minutes per few guesses)."""
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0, kept: int = 1024) -> None:
+        self.limit, self.window_s, self.kept = limit, window_s, kept
+        self._seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, client: str) -> None:
+        with self._lock:
+            if len(self._seen) >= self.kept and client not in self._seen:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen.setdefault(client, []).append(time.monotonic())
+
+    def blocked(self, client: str) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            recent = [t for t in self._seen.get(client, ()) if now - t < self.window_s]
+            if recent:
+                self._seen[client] = recent
+            else:
+                self._seen.pop(client, None)
+            return len(recent) >= self.limit
+
+
+def _busy() -> Response:
+    return _error(503, f"{MAX_STREAMS} live views and event streams are open already; "
+                       "close one (the API, /metrics and /api/health still answer)")
+
+
+def _released(chunks: Iterator[Any], streams: threading.BoundedSemaphore) -> Iterator[Any]:
+    """``chunks``, giving the stream's slot back when the client goes or the server stops."""
+    try:
+        yield from chunks
+    finally:
+        streams.release()
+
+
+def _raw_body() -> bytes:
+    """The request body as sent, whatever its content type (``curl --data-binary`` sends
+    a photo as a form-encoded body, which Flask would otherwise parse as fields)."""
+    return request.get_data(cache=False, as_text=False, parse_form_data=False)
 
 
 def _status(parts: WebParts) -> dict:

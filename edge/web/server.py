@@ -26,8 +26,12 @@ from edge.web.metrics import DeviceCollector, make_registry
 
 log = logging.getLogger(__name__)
 
-#: HTTP threads: each open live view or event stream holds one.
-THREADS = 8
+#: HTTP threads: each open live view or event stream holds one, up to
+#: edge.web.app.MAX_STREAMS of them; the rest always serve the API and /metrics.
+THREADS = 16
+
+#: Shortest token accepted: long enough that guessing it is hopeless.
+MIN_TOKEN = 12
 
 
 def read_token(cfg: WebConfig) -> str | None:
@@ -36,7 +40,13 @@ def read_token(cfg: WebConfig) -> str | None:
     Raises:
         ConfigError: the file or variable is missing or empty.
     """
-    return read_secret("web.auth_token", cfg.auth_token_file, cfg.auth_token_env)
+    token = read_secret("web.auth_token", cfg.auth_token_file, cfg.auth_token_env)
+    if token is not None and len(token) < MIN_TOKEN:
+        key = "auth_token_file" if cfg.auth_token_file else "auth_token_env"
+        raise ConfigError(f"web.{key}: the token has {len(token)} characters; use at least "
+                          f"{MIN_TOKEN} (e.g. python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(24))')")
+    return token
 
 
 class WebServer:
@@ -54,8 +64,13 @@ class WebServer:
         parts = WebParts(cfg, live, card, registry, predict, read_token(cfg), device, stats,
                          mqtt)
         try:
-            self._server = create_server(create_app(parts), host=cfg.bind, port=cfg.port,
-                                         threads=THREADS, ident="emotion-edge")
+            self._server = create_server(
+                create_app(parts), host=cfg.bind, port=cfg.port, threads=THREADS,
+                ident="emotion-edge",
+                # A body well above the upload limit is refused by its Content-Length
+                # before a byte of it is buffered (one just above gets the app's JSON 413).
+                max_request_body_size=2 * cfg.upload_max_bytes + 65_536,
+                channel_timeout=30, connection_limit=200, cleanup_interval=5)
         except OSError as exc:
             raise ConfigError(f"web.port: cannot listen on {cfg.bind}:{cfg.port} "
                               f"({exc.strerror})") from None
