@@ -74,15 +74,22 @@ def decode_image(data: bytes, name: str, flags: int = cv2.IMREAD_COLOR,
     try:
         size = image_size(data)
     except ValueError as exc:
-        raise ImageError(f"{name}: {exc}") from None
+        raise ImageError(f"{name}: unreadable image: {exc}") from None
     if size is None:
-        raise ImageError(f"{name}: not an image this device reads ({FORMATS})")
+        raise ImageError(f"{name}: unreadable image: not an image this device reads "
+                         f"({FORMATS})")
     w, h = size
     if w <= 0 or h <= 0:
-        raise ImageError(f"{name}: its header says {w}x{h} pixels; the file is corrupt")
+        raise ImageError(f"{name}: unreadable image: its header says {w}x{h} pixels; the "
+                         "file is corrupt")
     if w * h > max_pixels:
         raise ImageError(f"{name}: {w}x{h} pixels is above the limit of {max_pixels:,}; "
                          "shrink it first", too_large=True)
+    if data.startswith(b"\x89PNG"):
+        try:
+            _png_size(data)  # every chunk's length against the file, before decoding
+        except ValueError as exc:
+            raise ImageError(f"{name}: unreadable image: {exc}") from None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise ImageError(f"{name}: unreadable image (corrupt, or not what its header says)")
@@ -98,7 +105,9 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             data than the file holds.
     """
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return _png_size(data)
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ValueError("PNG without a header chunk; the file is corrupt")
+        return struct.unpack(">II", data[16:24])
     if data.startswith(b"\xff\xd8"):
         return _jpeg_size(data)
     if data.startswith(b"BM") and len(data) >= 26:
