@@ -41,8 +41,6 @@ tuple replaced whole, so workers never see it half-written.
 
 from __future__ import annotations
 
-import itertools
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -62,6 +60,7 @@ from edge.vision.boxes import (
 from edge.vision.faces import FaceDetector, Pyramid
 from edge.vision.follow import Template, cut, follow
 from edge.vision.motion import Motion, MotionDetector, search_regions
+from edge.vision.slices import search_slices, size_bands
 
 #: Padding around a moving area before it is searched, per side, as a fraction of its size.
 _MOTION_PAD = 0.5
@@ -456,57 +455,3 @@ def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:
     return (f"motion first: {motion.width}-px motion frame, threshold {motion.threshold:g}; "
             f"{faces}{still}; moving areas searched; {safety}; when moving areas "
             f"cover over {motion.max_share:.0%} of the frame: {periodic}")
-
-
-#: What one frame may spend on the whole search, as its number of cascade windows: that
-#: of a VGA frame (640x480) searched for faces from 48 pixels, the default camera's, which
-#: the periodic schedule has always done in one frame. A larger frame spreads its search.
-_FRAME_BUDGET_SHAPE = (480, 640)
-
-
-def search_slices(shape: tuple[int, ...], detector: FaceDetector) -> int:
-    """Over how many frames a whole search of a ``shape`` frame is spread: its cost over
-    that of a VGA frame's (:data:`_FRAME_BUDGET_SHAPE`), rounded up."""
-    def cost(h: int, w: int, smallest: int) -> float:
-        sizes = [float(smallest)]
-        while sizes[-1] * detector.cfg.scale_factor <= min(h, w):
-            sizes.append(sizes[-1] * detector.cfg.scale_factor)
-        return h * w * sum((3.0 if s > 2 * detector.base else 1.0) / (s * s) for s in sizes)
-
-    h, w = shape[:2]
-    budget = cost(*_FRAME_BUDGET_SHAPE, 48)
-    return max(1, math.ceil(cost(h, w, detector.smallest(w)) / budget - 0.05))
-
-
-def size_bands(smallest: int, largest: int, factor: float, slices: int,
-               base: int = 24) -> list[tuple[int, int]]:
-    """Split face sizes ``smallest..largest`` (full-resolution pixels) into ``slices`` bands
-    of about equal search cost.
-
-    Each size is searched on its pyramid level (:func:`edge.vision.faces.octaves`), over
-    the whole frame shrunk so the window is its ``base``-pixel base: the number of windows
-    falls with the size's square, whichever the level. OpenCV places them every second
-    pixel up to twice the base and at every pixel past that: four times the windows,
-    measured at about three times the time on the talking-head clip with its face blanked
-    (the safety search's case). Bands are cut where the
-    running cost crosses each ``1/slices`` share, and each overlaps the next by one scale
-    step so a face at a boundary still gets the neighbours it needs.
-    """
-    if largest < smallest:
-        return []
-    sizes = [float(smallest)]
-    while sizes[-1] * factor <= largest:
-        sizes.append(sizes[-1] * factor)
-    costs = [(3.0 if s > 2 * base else 1.0) / (s * s) for s in sizes]
-    total, run, cut = sum(costs), 0.0, [0]
-    for i, c in enumerate(costs):
-        run += c
-        if run >= total * len(cut) / slices and len(cut) < slices and i + 1 < len(sizes):
-            cut.append(i + 1)
-    cut.append(len(sizes))
-    bands = []
-    for a, b in itertools.pairwise(cut):
-        lo = math.floor(sizes[max(0, a - 1)]) if a else smallest
-        hi = math.ceil(sizes[b - 1] * factor) if b < len(sizes) else largest
-        bands.append((lo, min(hi, largest)))
-    return bands
