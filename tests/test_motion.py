@@ -22,6 +22,7 @@ from edge.stats import Stats
 from edge.vision.faces import FaceDetector
 from edge.vision.motion import MotionDetector, search_regions
 from edge.vision.schedule import DetectionSchedule, Tracked, describe_schedule, size_bands
+from edge.vision.slices import slice_due
 from edge.vision.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,6 +195,16 @@ def test_size_bands_cover_every_size_in_slices_of_similar_cost() -> None:
     assert size_bands(30, 31, 1.1, 4) == [(30, 31)]
 
 
+@pytest.mark.parametrize(("slices", "period"), [(4, 30), (12, 30), (30, 30), (1, 5), (7, 9)])
+def test_search_slices_are_spread_evenly_over_their_period(slices: int, period: int) -> None:
+    due = [slice_due(p, slices, period) for p in range(period)]
+    frames = [p for p, k in enumerate(due) if k is not None]
+    assert [due[p] for p in frames] == list(range(slices))  # each slice once, in order
+    gaps = {b - a for a, b in itertools.pairwise([*frames, frames[0] + period])}
+    assert max(gaps) - min(gaps) <= 1
+    assert slice_due(0, 0, period) is None
+
+
 # -- the schedule --------------------------------------------------------------------------
 
 def _schedule(cfg: Config, stats: Stats) -> DetectionSchedule:
@@ -210,7 +221,9 @@ def test_a_still_empty_room_runs_only_the_safety_slices() -> None:
         assert schedule.detect(detector, frame, i, motion) == []
     c = stats.snapshot()["counters"]
     assert c["detect_full"] == 3  # the first frames, before there is a scene to compare
-    assert c["detect_safety"] == 9  # 4 slices of every 30 frames, after the first three
+    # 4 slices of every 30 frames, evenly spread (frames 0, 7, 15, 22 of each 30), after
+    # the first three
+    assert c["detect_safety"] == 11
     assert "detect_motion" not in c and "detect_partial" not in c
 
 

@@ -9,14 +9,16 @@ a tiny gray frame (:mod:`edge.vision.motion`); a worker then runs the cascade on
   steady face (confirmed, found in its latest frame) is followed by template matching
   (:mod:`edge.vision.follow`, a fraction of a millisecond) and checked by the cascade on one
   frame in ``search_every``, in a tight window where it went; a new or missed face, or a
-  poor match, gets a cascade window around its last box every frame. With
+  poor match, gets a cascade window around its last box every frame (the tight one while
+  the cascade's latest find of it is a frame or two old). With
   ``still_check_every`` above 1, a steady face with no motion near it keeps its box
   without either and is checked every that many frames. A known face missing from its
   window is searched for in a wider area at every size;
 - on the moving areas that no known face explains (someone walking in);
 - on one slice of a full-frame search (a band of face sizes, i.e. of the cascade's scale
-  pyramid) on ``safety_slices`` of every ``safety_every`` frames: a safety net for faces
-  that appear without moving, which never stalls one frame with a whole search.
+  pyramid) on ``safety_slices`` of every ``safety_every`` frames, evenly spaced: a safety
+  net for faces that appear without moving, which never stalls one frame with a whole
+  search nor a live camera with several dear frames in a row.
 A face followed or kept without the cascade is classified on one frame in
 ``classify_every``; in the others the tracker counts its latest classification again
 (:attr:`Found.reuse`). A still scene without faces costs a tiny-frame comparison and
@@ -60,7 +62,7 @@ from edge.vision.boxes import (
 from edge.vision.faces import FaceDetector, Pyramid
 from edge.vision.follow import Template, cut, follow
 from edge.vision.motion import Motion, MotionDetector, search_regions
-from edge.vision.slices import search_slices, size_bands
+from edge.vision.slices import search_slices, size_bands, slice_due
 
 #: Padding around a moving area before it is searched, per side, as a fraction of its size.
 _MOTION_PAD = 0.5
@@ -83,6 +85,11 @@ _FOLLOW_MATCH = 0.6
 _CHECK_MARGIN = 0.25
 _CHECK_SIZES = (0.8, 1.25)
 _CHECK_FACE_PX = 56
+
+#: How many frames old the cascade's latest find of a face may be for its window to be the
+#: tight check's (a face not yet steady, found by the cascade itself every frame); an older
+#: box gets the wide ``region_margin`` window, which allows for its face having moved.
+_FRESH_FRAMES = 2
 
 #: For how many frames a face a worker just found is looked for around its box, whether or
 #: not the tracker has it yet. The tracker hears of a find only when its frame is collected,
@@ -219,10 +226,12 @@ class DetectionSchedule:
         plan = self._plan(frame, order, m, motion, known, windows)
         found, lost = self._check_windows(detector, frame, plan)
         slices = self._safety_slices(shape, detector)
-        safety = bool(m.safety_every and order % m.safety_every < slices)
-        if regions or safety or lost:
-            t0 += self._searches(detector, frame, order, m, regions, lost,
-                                 slices if safety else 0, known, found)
+        safety = (slice_due(order % m.safety_every, slices, m.safety_every)
+                  if m.safety_every else None)
+        if regions or safety is not None or lost:
+            t0 += self._searches(detector, frame, regions, lost,
+                                 (safety, slices) if safety is not None else None,
+                                 known, found)
         self.stats.record("detect", time.perf_counter() - t0)
         found = dedupe(found)
         boxes = dedupe(found + plan.kept)
@@ -277,8 +286,8 @@ class DetectionSchedule:
             # Only a steady face is followed: a new or missed one must be seen by the
             # cascade itself (a template of a false detection would match its own patch
             # of background and confirm it).
-            template = self._template_for(box, order) if steady else None
-            if template is not None:
+            template = self._template_for(box, order)
+            if steady and template is not None:
                 moved, score = follow(frame.gray, template, _FOLLOW_REACH)
                 if score >= _FOLLOW_MATCH:
                     if search_all:  # the cascade checks it where it now is
@@ -287,6 +296,12 @@ class DetectionSchedule:
                         plan.kept.append(moved)
                         stats.add("detect_followed")
                     continue
+            if template is not None and order - template.order <= _FRESH_FRAMES:
+                # The cascade found it a frame or two ago, so the tight check window
+                # finds it where it is now for a third of the wide window's cost: a
+                # room's faces are all new at once when the scene starts.
+                plan.followed.append(template.box)
+                continue
             plan.moving.append(box)
         return plan
 
@@ -305,13 +320,13 @@ class DetectionSchedule:
         lost = [b for b in plan.followed + plan.moving if all(iou(b, f) == 0.0 for f in found)]
         return found, lost
 
-    def _searches(self, detector: FaceDetector, frame: Frame, order: int, m: MotionConfig,
-                  regions: list[Box], lost: list[Box], safety: int, known: list[Box],
+    def _searches(self, detector: FaceDetector, frame: Frame, regions: list[Box],
+                  lost: list[Box], safety: tuple[int, int] | None, known: list[Box],
                   found: list[Box]) -> float:
         """The searches on the frame's pyramid (moving areas, wider areas around lost
-        faces, a safety slice when ``safety`` (the slices the search is spread over) is
-        not 0), appending to ``found``; returns the seconds spent shrinking the frame,
-        which are recorded as ``resize``, not ``detect``."""
+        faces, and slice ``k`` of the safety search spread over ``n`` slices when
+        ``safety`` is ``(k, n)``), appending to ``found``; returns the seconds spent
+        shrinking the frame, which are recorded as ``resize``, not ``detect``."""
         stats, shape = self.stats, frame.gray.shape
         pyramid = Pyramid(frame.gray, frame.small_gray)
         for region in regions:
@@ -322,12 +337,11 @@ class DetectionSchedule:
         for region in search_regions(lost, shape, _LOST_PAD, self._least):
             found += detector.search(pyramid, region)
             stats.add("detect_fallback")
-        if safety:
-            fw = shape[1]
-            smallest = max(detector.cfg.min_size, detector.smallest(fw))
+        if safety is not None:
+            k, slices = safety
+            smallest = max(detector.cfg.min_size, detector.smallest(shape[1]))
             bands = size_bands(smallest, min(shape[:2]), detector.cfg.scale_factor,
-                               safety, detector.base)
-            k = order % m.safety_every
+                               slices, detector.base)
             if k < len(bands):
                 # The known faces are searched in their own windows; blanked here, the
                 # safety search rejects their areas at its first stage instead of

@@ -29,6 +29,20 @@ def search_slices(shape: tuple[int, ...], detector: FaceDetector) -> int:
     return max(1, math.ceil(cost(h, w, detector.smallest(w)) / budget - 0.05))
 
 
+def slice_due(position: int, slices: int, period: int) -> int | None:
+    """Which of ``slices`` slices, spread evenly over a ``period`` of frames, falls on the
+    frame at ``position`` (``0..period-1``) of it, or ``None``.
+
+    Slice ``k`` falls on frame ``k * period // slices``: evenly spaced, so the frames
+    between two slices let the workers catch up with a live camera instead of several
+    slow frames in a row backing up its queue.
+    """
+    if slices <= 0 or period <= 0:
+        return None
+    k = -(-position * slices // period)
+    return k if k < slices and k * period // slices == position else None
+
+
 def size_bands(smallest: int, largest: int, factor: float, slices: int,
                base: int = 24) -> list[tuple[int, int]]:
     """Split face sizes ``smallest..largest`` (full-resolution pixels) into ``slices`` bands
