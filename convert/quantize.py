@@ -161,7 +161,7 @@ def _prepare(args: argparse.Namespace) -> _Inputs:
         raise ConvertError(str(exc)) from None
     calib_idx = stratified_sample(splits["Training"].labels, args.calibration, args.seed)
     val = splits[args.usage]
-    log.info("parity check against %s on %s", reference_path, args.usage)
+    log.info("parity check against %s on %s", reference_path, val.source)
     reference = reference_model.predict(val.images[..., None].astype(np.float32),
                                         batch_size=256, verbose=0)
     return _Inputs(model, training, reference_path, reference,

@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--web", action="store_true",
                    help="serve the web page, API and /metrics (web.enabled; the web extra); "
                         "a video file then plays at its own rate, looping (source.pace)")
+    p.add_argument("--port", type=int, help="the web page's port (web.port; 0: any free one)")
     p.add_argument("--loop", action="store_true",
                    help="start a video file again when it ends (source.loop)")
     p.add_argument("--log-level", default="INFO",
@@ -66,6 +67,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
         o["web.enabled"] = True
     if args.loop:
         o["source.loop"] = True
+    if args.port is not None:
+        o["web.port"] = args.port
     return o
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -100,8 +101,17 @@ class VideoAnnotator:
         self.fps = fps
         self.stats = stats
         self._writer: cv2.VideoWriter | None = None
+        # close() may come from another thread while a frame is being written (a run that
+        # ends by an error); releasing the writer in the middle of a write can crash.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def __call__(self, frame: Frame, boxes: list[Box], tracker: Tracker) -> None:
+        with self._lock:
+            if not self._closed:
+                self._write(frame, tracker)
+
+    def _write(self, frame: Frame, tracker: Tracker) -> None:
         image = frame.image if frame.image is not None else cv2.cvtColor(frame.gray,
                                                                           cv2.COLOR_GRAY2BGR)
         if self._writer is None:
@@ -120,7 +130,10 @@ class VideoAnnotator:
         self._writer.write(image)
 
     def close(self) -> None:
-        """Finish the video file; safe to call twice."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        """Finish the video file (after the frame being written, if any); safe to call
+        twice, and later frames are not written."""
+        with self._lock:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None

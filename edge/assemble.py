@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from edge.vision.faces import DetectorError, FaceDetector, finest_step
 from edge.vision.photo_labels import predict_image
 from edge.vision.schedule import DetectionSchedule
 from edge.vision.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 #: Errors that mean "fix the config or the files" (exit code 2), not a runtime failure.
 STARTUP_ERRORS = (ConfigError, ModelError, DetectorError)
@@ -61,8 +64,11 @@ def build_classifiers(cfg: Config, count: int) -> list[EmotionClassifier]:
     """``count`` classifiers on the configured model (one interpreter per worker)."""
     card = load_card(cfg)
     m = cfg.model
-    return [EmotionClassifier(m.path, card, threads=m.threads, runtime=m.runtime)
-            for _ in range(count)]
+    classifiers = [EmotionClassifier(m.path, card, threads=m.threads, runtime=m.runtime)
+                   for _ in range(count)]
+    log.info("%s, %d thread(s) each, %d interpreter(s)", classifiers[0].describe(), m.threads,
+             count)
+    return classifiers
 
 
 def build_detector(cfg: Config) -> FaceDetector:

@@ -224,8 +224,14 @@ class EmotionClassifier:
         self._batch = int(inp["shape"][0])
         self._batchable = True
         self._buf = np.empty((self._batch, FACE_SIZE, FACE_SIZE, 1), self.input_dtype)
-        log.info("model %s (%s, %s input) on %s %s, %d thread(s)", path.name, self.card.mode,
-                 self.input_dtype, self.runtime.name, self.runtime.version, threads)
+        # Debug: a device loads one per worker, and whoever loads them says so once.
+        log.debug("model %s (%s, %s input) on %s %s, %d thread(s)", path.name, self.card.mode,
+                  self.input_dtype, self.runtime.name, self.runtime.version, threads)
+
+    def describe(self) -> str:
+        """One line naming the model, its mode and input, and the runtime it runs on."""
+        return (f"model {self.path.name} ({self.card.mode}, {self.input_dtype} input) on "
+                f"{self.runtime.name} {self.runtime.version}")
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch of faces.

@@ -8,6 +8,7 @@ Uses the device's detector and classifier, with the same settings as the service
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import cv2
 
 from edge.annotate import draw_faces, probability_chart
-from edge.capture.image_files import ImageError, read_image
+from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
 from edge.capture.sources import list_images
 from edge.config import Config, load
 from edge.model import EmotionClassifier
@@ -56,9 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     except STARTUP_ERRORS as exc:
         log.error("%s", exc)
         return 2
-    paths = list_images(args.images)
+    missing = [a for a in args.images if not glob.has_magic(a) and not Path(a).exists()]
+    for name in missing:
+        log.error("%s: no such file or folder", name)
+    paths = list_images([a for a in args.images if a not in missing])
     if not paths:
-        log.error("no images found in %s", " ".join(args.images))
+        if len(missing) < len(args.images):
+            log.error("no images found in %s (looked for %s)", " ".join(
+                a for a in args.images if a not in missing), ", ".join(sorted(IMAGE_SUFFIXES)))
         return 2
     try:
         return _predict_all(args, paths, cfg, detector, classifier)
@@ -96,6 +102,8 @@ def _predict_all(args: argparse.Namespace, paths: list[Path], cfg: Config,
             if not cv2.imwrite(str(out), image):
                 log.error("%s: cannot write the annotated image", out)
                 failed += 1
+            else:
+                print(f"{path}: annotated image written to {out}", file=sys.stderr)
         if args.chart and faces:
             out = _out_path(args.chart, path, many, "_chart.png")
             try:
@@ -103,6 +111,8 @@ def _predict_all(args: argparse.Namespace, paths: list[Path], cfg: Config,
             except OSError as exc:
                 log.error("%s", exc)
                 failed += 1
+            else:
+                print(f"{path}: chart written to {out}", file=sys.stderr)
     if unreadable:
         log.error("%d of %d image(s) could not be read", unreadable, len(paths))
     if unreadable == len(paths):

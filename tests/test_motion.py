@@ -310,8 +310,12 @@ def test_motion_first_reports_what_a_full_search_on_every_frame_reports(
     assert [(e.type, e.emotion) for e in motion] == seq
     for a, b in zip(motion, full, strict=True):
         assert abs(a.frame - b.frame) <= 2
-    # ... for a fraction of the cascade's work.
-    assert motion_counts.get("detect_full", 0) <= 240 // 10
+    # ... for a fraction of the cascade's work. Which faces a worker knows of when it
+    # starts a frame (and so whether the face's motion is explained or sends the frame to
+    # the periodic schedule's whole search) depends, with two workers, on whether the
+    # other has finished the frame before: deterministic with one worker only.
+    full_searches = motion_counts.get("detect_full", 0)
+    assert full_searches <= (240 // 10 if workers == 1 else 240 // 4), full_searches
     assert full_counts["detect_full"] == 240
 
 

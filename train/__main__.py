@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, verbose = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices
     from train.data import DataError
     from train.distill import TeacherError
     from train.fit import InitFromError, ResumeError, run

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"{result['model']} on {faces.source}, FER-2013 labels")
+    print(f"{result['model']} on {faces.source}, {faces.labelled_by}")
     print(format_table(result))
     if votes is not None:
         left = result["ferplus"]["left_out"]

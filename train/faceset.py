@@ -41,6 +41,8 @@ class FaceSet:
             which is how per-row annotations such as FER+ votes join; ``None`` for folders.
         targets: ``(N, 7)`` training distributions when they are not the one-hot labels
             (FER+ votes, see :mod:`train.ferplus`); ``None`` for one-hot labels.
+        labelled_by: whose labels ``labels`` are, for reports ("FER-2013 labels", "your
+            labels").
     """
 
     images: np.ndarray
@@ -48,6 +50,7 @@ class FaceSet:
     source: str
     rows: np.ndarray | None = None
     targets: np.ndarray | None = None
+    labelled_by: str = "FER-2013 labels"
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -77,4 +80,5 @@ def subset(faces: FaceSet, idx: np.ndarray, name: str) -> FaceSet:
     """The faces at ``idx`` (rows and targets too) as a new set whose source says ``name``."""
     return FaceSet(faces.images[idx], faces.labels[idx], f"{faces.source} {name}",
                    rows=None if faces.rows is None else faces.rows[idx],
-                   targets=None if faces.targets is None else faces.targets[idx])
+                   targets=None if faces.targets is None else faces.targets[idx],
+                   labelled_by=faces.labelled_by)

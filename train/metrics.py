@@ -52,10 +52,16 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 def format_table(metrics: dict) -> str:
     """A plain-text per-class table of a :func:`classification_metrics` result."""
     lines = [f"{'class':<10}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}"]
+    absent = []
     for name, m in metrics["per_class"].items():
+        if m["support"] == 0:  # no face of it to be right or wrong about
+            absent.append(name)
+            continue
         lines.append(
             f"{name:<10}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['support']:>9}"
         )
+    if absent:
+        lines.append(f"(no test faces of: {', '.join(absent)})")
     lines.append(
         f"accuracy {metrics['accuracy']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   "
         f"n={metrics['count']}"

@@ -42,15 +42,26 @@ class CropReport:
     several_faces: list[Path] = field(default_factory=list)
     unreadable: list[Path] = field(default_factory=list)
 
-    def log(self, where: Path) -> None:
-        for what, paths in (("no face found", self.no_face),
-                            ("several faces (which one is labelled?)", self.several_faces),
-                            ("unreadable", self.unreadable)):
+    def rejects(self) -> list[tuple[Path, str]]:
+        """Every photo left out, with why."""
+        return [(p, what) for what, paths in self._reasons() for p in paths]
+
+    def log(self, where: Path, listed_in: Path | None = None) -> None:
+        """Say what was left out and why: every photo, or the first few and the file
+        ``listed_in`` that lists them all."""
+        shown = 20 if listed_in is not None else None
+        for what, paths in self._reasons():
             if paths:
+                rest = (f" ... (all {len(paths)} in {listed_in})"
+                        if shown is not None and len(paths) > shown else "")
                 log.warning("%s: %d photo(s) left out, %s: %s%s", where, len(paths), what,
-                            ", ".join(p.name for p in paths[:5]),
-                            " ..." if len(paths) > 5 else "")
+                            ", ".join(p.name for p in paths[:shown]), rest)
         log.info("%s: %d face(s) used", where, self.used)
+
+    def _reasons(self) -> list[tuple[str, list[Path]]]:
+        return [("no face found", self.no_face),
+                ("several faces (which one is labelled?)", self.several_faces),
+                ("unreadable", self.unreadable)]
 
 
 def is_own_faces(root: Path) -> bool:
@@ -113,15 +124,33 @@ def load_own_faces(root: Path, seed: int = 1337) -> dict[str, FaceSet]:
     train = _face_set(root, detector, cfg.margin, f"{root} [own faces]")
     test_dir = root / "test"
     if test_dir.is_dir():
-        return {"Training": train,
-                "PublicTest": _face_set(test_dir, detector, cfg.margin, str(test_dir))}
-    keep, held = stratified_split(train.labels, HELD_OUT, seed)
-    if len(held) == 0 or len(keep) == 0:
-        raise DataError(f"{root}: too few faces to hold {HELD_OUT:.0%} out for testing; add "
-                        "photos or a test/ folder")
-    return {"Training": FaceSet(train.images[keep], train.labels[keep], train.source),
-            "PublicTest": FaceSet(train.images[held], train.labels[held],
-                                  f"{root} [own faces, held out {HELD_OUT:.0%}]")}
+        test = _face_set(test_dir, detector, cfg.margin, f"{test_dir} [own faces]")
+    else:
+        keep, held = stratified_split(train.labels, HELD_OUT, seed)
+        if len(held) == 0 or len(keep) == 0:
+            raise DataError(f"{root}: too few faces to hold {HELD_OUT:.0%} out for testing; "
+                            "add photos or a test/ folder")
+        test = FaceSet(train.images[held], train.labels[held],
+                       f"{root} [own faces, held out {HELD_OUT:.0%}]", labelled_by=OWN_LABELS)
+        train = FaceSet(train.images[keep], train.labels[keep], train.source,
+                        labelled_by=OWN_LABELS)
+    warn_if_tiny(test)
+    return {"Training": train, "PublicTest": test}
+
+
+#: How a report names the labels of your own photos.
+OWN_LABELS = "your labels"
+
+#: Fewer test faces than this make an accuracy too coarse to compare two models by.
+TINY_TEST = 30
+
+
+def warn_if_tiny(test: FaceSet) -> None:
+    """Say so when a test set is too small for its accuracy to mean much."""
+    if len(test) < TINY_TEST:
+        log.warning("%s: only %d face(s) to test on: one face moves the accuracy by %.0f "
+                    "points; add photos (at least %d test faces) or a test/ folder",
+                    test.source, len(test), 100 / max(1, len(test)), TINY_TEST)
 
 
 def _face_set(folder: Path, detector: FaceDetector, margin: float, name: str) -> FaceSet:
@@ -131,4 +160,5 @@ def _face_set(folder: Path, detector: FaceDetector, margin: float, name: str) ->
     report.log(folder)
     if not faces:
         raise DataError(f"{folder}: no usable face in the class folders (see the lines above)")
-    return FaceSet(np.stack(faces), np.asarray(labels, np.int64), name)
+    return FaceSet(np.stack(faces), np.asarray(labels, np.int64), name,
+                   labelled_by=OWN_LABELS)

@@ -3,8 +3,10 @@
 ``PHOTOS`` holds one folder per class (``PHOTOS/happy/*.jpg`` ...; an optional
 ``PHOTOS/test/<class>/`` too). Each photo's one face is found and cropped by the device's
 own detector and preprocessing and written to ``OUT/<class>/<photo>.png`` (and
-``OUT/test/<class>/``), ready for ``python -m train --data OUT``. Photos with no face or
-several faces are listed and left out. Exit codes: 0 done, 2 bad input or no usable face.
+``OUT/test/<class>/``), ready for ``python -m train --data OUT``. The faces per class are
+counted; photos with no face or several faces are left out and listed, all of them, in
+``OUT/rejected.txt``. Exit codes: 0 done, 1 an output that cannot be written, 2 bad input
+or no usable face.
 """
 
 from __future__ import annotations
@@ -24,23 +26,39 @@ def prepare(photos: Path, out: Path) -> int:
     from edge.config import DetectorConfig
     from edge.preprocessing import EMOTIONS
     from edge.vision.faces import FaceDetector
-    from train.own_faces import CropReport, crop_faces
+    from train.own_faces import HELD_OUT, TINY_TEST, CropReport, crop_faces
 
     cfg = DetectorConfig()
     detector = FaceDetector(cfg)
     written = 0
+    rejected: list[str] = []
+    listing = out / "rejected.txt"
     for source, target in ((photos, out), (photos / "test", out / "test")):
         if not source.is_dir():
             continue
         report = CropReport()
         faces, labels, files = crop_faces(source, detector, cfg.margin, report)
-        report.log(source)
+        report.log(source, listed_in=listing)
+        rejected += [f"{p}\t{why}" for p, why in report.rejects()]
+        counts = {name: labels.count(i) for i, name in enumerate(EMOTIONS)}
+        log.info("%s: faces per class: %s", source,
+                 ", ".join(f"{name} {n}" for name, n in counts.items()))
+        # The test share: the test/ folder, or what train holds out of these faces.
+        test = len(faces) if target != out else round(HELD_OUT * len(faces))
+        if (target != out or not (photos / "test").is_dir()) and 0 < test < TINY_TEST:
+            log.warning("%s: about %d face(s) will be tested on, too few for an accuracy to "
+                        "compare models by; add photos (at least %d test faces)", source,
+                        test, TINY_TEST)
         for face, label, photo in zip(faces, labels, files, strict=True):
             folder = target / EMOTIONS[label]
             folder.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(folder / f"{photo.stem}.png"), face):
                 raise OSError(f"{folder}: cannot write {photo.stem}.png")
             written += 1
+    if rejected:
+        out.mkdir(parents=True, exist_ok=True)
+        listing.write_text("photo\treason\n" + "\n".join(rejected) + "\n")
+        log.info("%d photo(s) left out, each listed with why in %s", len(rejected), listing)
     return written
 
 

@@ -81,7 +81,7 @@ def _score_test(cfg: TrainConfig, best: keras.Model, test: datasets.FaceSet, res
     result["test_usage"] = cfg.test_usage
     predicted = predict(best, test.images)
     result["test"] = classification_metrics(test.labels, predicted)
-    log.info("%s:\n%s", cfg.test_usage, format_table(result["test"]))
+    log.info("%s, %s:\n%s", test.source, test.labelled_by, format_table(result["test"]))
     if cfg.ferplus:
         result["test_ferplus"] = ferplus.majority_metrics(
             ferplus.load_votes(cfg.ferplus, test, cfg.test_usage), predicted)

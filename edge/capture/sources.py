@@ -95,6 +95,7 @@ class OpenCVSource:
         self.live = not self.is_file
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
+        self._pass = self._expected = 0
 
     def open(self) -> None:
         if self.is_file and not Path(str(self.uri)).is_file():
@@ -110,6 +111,10 @@ class OpenCVSource:
             # Keep the driver's queue short: the newest frame is the one that matters.
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._cap = cap
+        self._pass = 0  # frames read since the file was opened or rewound
+        # A file's header says how many frames it holds; one that ends well short of that
+        # is broken, not finished (0 or negative: a stream, or a container that says not).
+        self._expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.is_file else 0
         log.info("opened %r: %dx%d at %.1f fps", self.uri, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                  int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS))
 
@@ -123,14 +128,17 @@ class OpenCVSource:
         if self._cap is None:
             raise SourceError(f"{self.uri!r} is not open")
         ok, image = self._cap.read()
-        if not ok:
-            if self.is_file and self.loop and self._seq > 0:
+        if not ok and self.is_file:
+            self._check_complete()
+            if self.loop and self._seq > 0:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                self._pass = 0
                 ok, image = self._cap.read()
             if not ok:
-                if self.is_file:
-                    return None
-                raise SourceError(f"video source {self.uri!r} stopped delivering frames")
+                return None
+        if not ok:
+            raise SourceError(f"video source {self.uri!r} stopped delivering frames")
+        self._pass += 1
         now, mono = time.time(), time.monotonic()
         t0 = time.perf_counter()
         gray = _gray(image)
@@ -138,6 +146,14 @@ class OpenCVSource:
                       gray_s=time.perf_counter() - t0)
         self._seq += 1
         return frame
+
+    def _check_complete(self) -> None:
+        """Raise when a file ended well before the frame count its header gives (a few
+        frames' or 2 % slack: counts from a duration are estimates)."""
+        short = self._expected - self._pass
+        if self._expected > 0 and short > max(2, 0.02 * self._expected):
+            raise SourceError(f"{self.uri}: ended after {self._pass} of the {self._expected} "
+                              "frames its header gives (a truncated or corrupt file)")
 
     def close(self) -> None:
         if self._cap is not None:

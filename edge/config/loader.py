@@ -7,7 +7,9 @@ key path, the value and what is allowed, e.g. ``source.fps: must be > 0, got -3`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 import math
 import os
 import sys
@@ -28,6 +30,8 @@ from edge.config.sections import (
     SourceConfig,
     TrackingConfig,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     if path is not None:
         p = Path(path)
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            loaded = yaml.safe_load(_read_config_text(p))
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found") from None
         except UnicodeDecodeError as exc:
@@ -81,6 +85,10 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
                               f"got {type(loaded).__name__}")
         data = loaded or {}
         _resolve_paths(data, p.parent)
+        if overrides:
+            # The file as written must be valid on its own: a flag that overrides a key
+            # does not excuse a wrong value there (the service may run without the flag).
+            build(Config, copy.deepcopy(data), "")
     for key, value in (overrides or {}).items():
         node = data
         parts = key.split(".")
@@ -91,8 +99,29 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: '{part}' is not a section")
         node[parts[-1]] = value
+    no_source = path is not None and data.get("source") is None
     cfg = build(Config, data, "")
+    if no_source:
+        log.warning("%s: no source given; using camera 0, retried until it opens (set "
+                    "source.uri, or --source)", path)
     return _with_shipped_defaults(cfg, data)
+
+
+#: Largest config file read: a device's config is a few kilobytes.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config_text(p: Path) -> str:
+    """The file's text, refusing what is not a regular file (a FIFO would block, a
+    device never end) and anything over :data:`MAX_CONFIG_BYTES`."""
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"{p}: not a regular file; give the path of a YAML config file")
+    with p.open("rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES >> 20} MiB; a config file "
+                          "is a few kilobytes of YAML")
+    return raw.decode("utf-8")
 
 
 #: Keys whose values are files or folders. Relative ones in a config file are relative to

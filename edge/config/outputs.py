@@ -78,11 +78,40 @@ class MqttSinkConfig:
     def _validate(self, at: str) -> None:
         if not self.host.strip():
             raise ConfigError(f"{at}.host: must name the broker (a host name or address)")
-        if not self.topic_prefix or "#" in self.topic_prefix or "+" in self.topic_prefix:
-            raise ConfigError(f"{at}.topic_prefix: must be a non-empty topic without wildcards, "
-                              f"got {self.topic_prefix!r}")
+        if not _host_name_ok(self.host):
+            raise ConfigError(f"{at}.host: {self.host!r} is not a host name or address "
+                              "(labels of letters, digits and '-', joined by single dots)")
+        _check_topic(self.topic_prefix, f"{at}.topic_prefix")
+        if self.homeassistant_discovery:
+            _check_topic(self.discovery_prefix, f"{at}.discovery_prefix")
         if self.password_file and self.password_env:
             raise ConfigError(f"{at}: set password_file or password_env, not both")
+
+
+def _check_topic(topic: str, at: str) -> None:
+    """Refuse a topic prefix the broker would take but never deliver from: empty, with
+    wildcards (subscription-only), or under ``$`` (the broker's own ``$SYS`` tree: a
+    publish there is acknowledged, and dropped)."""
+    if not topic or "#" in topic or "+" in topic or topic.startswith("$") or "\0" in topic:
+        raise ConfigError(f"{at}: must be a non-empty topic without wildcards ('#', '+') "
+                          f"that does not start with '$', got {topic!r}")
+    if len(topic.encode("utf-8")) > 1024:
+        raise ConfigError(f"{at}: must be at most 1024 bytes, got {len(topic.encode())}")
+
+
+def _host_name_ok(host: str) -> bool:
+    """A literal IPv4/IPv6 address or a DNS name whose labels are 1-63 characters; what
+    the socket layer would reject later, in the MQTT network thread, is refused here."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(
+        0 < len(label) <= 63 and label.isascii() and not label.startswith("-")
+        and not label.endswith("-") and all(c.isalnum() or c in "-_" for c in label)
+        for label in labels)
 
 
 @dataclass(frozen=True)

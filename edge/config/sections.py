@@ -31,6 +31,15 @@ class SourceConfig:
     stall_timeout_s: float = positive(5.0, HOUR_S)
     reconnect: Backoff = field(default_factory=Backoff)
 
+    def _validate(self, at: str) -> None:
+        # OpenCV's V4L2 code crashes the process on a negative index rather than failing.
+        if isinstance(self.uri, int) and not 0 <= self.uri <= 63:
+            raise ConfigError(f"{at}.uri: a camera index must be in 0..63 (/dev/video<N>), "
+                              f"got {self.uri}")
+        if isinstance(self.uri, str) and not self.uri.strip():
+            raise ConfigError(f"{at}.uri: must not be empty; give a camera index, a video "
+                              "or image file, a folder, a glob or a stream URL")
+
 
 @dataclass(frozen=True)
 class DetectorConfig:

@@ -86,6 +86,11 @@ class RunResult:
     stats: dict = field(default_factory=dict)
 
 
+#: How long :meth:`Pipeline.join` waits for threads to leave once it has aborted them: a
+#: native call in progress (a cascade search on a loaded machine, a stream read) ends first.
+ABORT_GRACE_S = 5.0
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """How a pipeline runs (built from the config by :mod:`edge.assemble`).
@@ -187,24 +192,40 @@ class Pipeline:
         """Wait until the run has ended; True when it has."""
         return self._done.wait(timeout)
 
-    def join(self, timeout: float = 2.0) -> RunResult:
-        """Wait for every thread (up to ``timeout`` s in all) and close the sinks."""
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+    def join(self, timeout: float = 2.0, abort_grace: float = ABORT_GRACE_S) -> RunResult:
+        """Wait for every thread to drain (up to ``timeout`` s in all), then abort those
+        still running and wait for them to leave (up to ``abort_grace`` s); close the
+        sinks and the source.
+
+        A thread still inside a native call (a decode, a cascade search, an invoke) ends
+        it before it sees the abort; the source is closed only once the capture thread has
+        left it, since releasing a capture in the middle of a read can crash the process.
+        """
+        self._join_all(time.monotonic() + timeout)
+        if any(t.is_alive() for t in self._threads):
+            self.abort_event.set()
+            self.stop_event.set()  # capture stops too, once it is out of its read
+            self._join_all(time.monotonic() + abort_grace)
         alive = [t.name for t in self._threads if t.is_alive()]
         if alive:
-            self.abort_event.set()
-            log.error("threads still running after %.1f s: %s", timeout, ", ".join(alive))
+            log.error("threads still running %.1f s after the abort: %s", abort_grace,
+                      ", ".join(alive))
         self.sinks.close()
-        try:
-            self.source.close()
-        except Exception:
-            log.exception("closing the source failed")
+        if "capture" in alive:
+            log.warning("the source is left open: the capture thread is still reading it")
+        else:
+            try:
+                self.source.close()
+            except Exception:
+                log.exception("closing the source failed")
         snap = self.stats.snapshot()
         return RunResult(frames=snap["counters"].get("frames", 0),
                          events=snap["counters"].get("events", 0), dropped=self.frames.dropped,
                          error=self.error, stats=snap)
+
+    def _join_all(self, deadline: float) -> None:
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def run(self) -> RunResult:
         """Start, wait for the end (or a stop), and join."""
@@ -226,8 +247,10 @@ class Pipeline:
         try:
             target(*args)
         except BaseException as exc:
+            # Failures of the outside world (a source, a file) are one line; anything
+            # else is a bug, logged with where it happened.
             log.error("%s thread failed: %s", threading.current_thread().name, exc,
-                      exc_info=not isinstance(exc, SourceError))
+                      exc_info=not isinstance(exc, (SourceError, OSError)))
             self._errors.append(exc)
             self.abort_event.set()
             self.stop_event.set()

@@ -13,7 +13,7 @@ import time
 
 from edge.config import Config
 from edge.runtime.notify import Notifier
-from edge.runtime.pipeline import Pipeline, RunResult
+from edge.runtime.pipeline import ABORT_GRACE_S, Pipeline, RunResult
 from edge.vision.schedule import describe_schedule
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,14 @@ class Service:
         next_status = time.monotonic() + (status_every or float("inf"))
         next_ping, last_frames, last_progress = time.monotonic(), -1, time.monotonic()
         stall = self.cfg.source.stall_timeout_s
+        drain, abort_grace = 0.4, ABORT_GRACE_S
         while not p.wait(0.25):
             now = time.monotonic()
             if self._stop.is_set() and now - self._stop_at > STOP_GRACE_S:
                 # A source blocked in a read (a stalled stream) cannot see the stop flag;
                 # give up on draining so the process still ends in time.
                 log.warning("pipeline did not drain in %.1f s; stopping anyway", STOP_GRACE_S)
+                drain, abort_grace = 0.0, 0.4  # draining is over; abort the rest now
                 break
             frames = stats.counter("frames")
             if frames != last_frames:
@@ -87,7 +89,7 @@ class Service:
                 p.publish_status(self.status())
                 next_status = now + status_every
         notifier.stopping()
-        result = p.join(timeout=0.4)
+        result = p.join(timeout=drain, abort_grace=abort_grace)
         log.info("%s", stats.line())
         log.info("stopped: %d frames, %d events, %d dropped", result.frames, result.events,
                  result.dropped)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import queue
+import socket
 import threading
 import time
 from pathlib import Path
@@ -101,10 +103,16 @@ class MqttSink:
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._last_refusal = ""  # the last cause said out loud: each cause once, not per retry
         self._closing = False
+        self._warned_full = -math.inf  # when the spool's last "full" warning was logged
         self._thread = threading.Thread(target=self._deliver, name="mqtt-delivery", daemon=True)
         self._thread.start()
         client.connect_async(cfg.host, cfg.port, cfg.keepalive_s)
-        client.loop_start()
+        # paho's network loop runs in a thread of ours (not loop_start's), so whatever kills
+        # the loop (an error inside paho, a callback's) restarts it instead of leaving the
+        # sink silently offline with events piling up in the spool.
+        self._network_failures = 0
+        self._net = threading.Thread(target=self._network, name="mqtt-network", daemon=True)
+        self._net.start()
         log.info("MQTT sink: %s:%d, topics %s/{event,state,status}%s", cfg.host, cfg.port, base,
                  " (TLS)" if cfg.tls.enabled else "")
 
@@ -114,8 +122,12 @@ class MqttSink:
         discarded = self.spool.append(self.topic_event, event.to_json())
         if discarded:
             self.discarded += discarded
-            log.warning("MQTT spool full (%d events): discarded the %d oldest; %d discarded "
-                        "since start", self.cfg.spool_max_events, discarded, self.discarded)
+            now = time.monotonic()
+            if now - self._warned_full >= SPOOL_WARN_EVERY_S:
+                self._warned_full = now
+                log.warning("MQTT spool full (%d events): discarding the oldest; %d discarded "
+                            "since start (said at most once a minute; also in /metrics and "
+                            "/api/state)", self.cfg.spool_max_events, self.discarded)
         self._wake.set()
 
     def status(self, stats: dict) -> None:
@@ -144,8 +156,8 @@ class MqttSink:
             # If the connection drops now, the broker publishes the will: "offline" too.
             with contextlib.suppress(ValueError, RuntimeError):
                 info.wait_for_publish(0.5)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.disconnect()  # ends the network loop
+        self._net.join(2.0)
         left = len(self.spool)
         self.spool.close()
         if left:
@@ -175,10 +187,10 @@ class MqttSink:
         self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        # paho calls this when the TCP or TLS connect itself failed; it keeps retrying.
-        self._say(logging.WARNING, "cannot be reached (connection refused, no route, name "
-                  "not resolved, or a TLS handshake that failed: check sinks.mqtt.host, "
-                  "port and tls); events stay spooled and it is retried with backoff")
+        # paho calls this when the TCP or TLS connect itself failed, without saying why,
+        # and keeps retrying; one plain connect tells which cause it is.
+        self._say(logging.WARNING, f"cannot be reached: {connect_failure(self.cfg)}; events "
+                  "stay spooled and it is retried with backoff")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
@@ -205,6 +217,32 @@ class MqttSink:
                     properties: Any) -> None:
         self._acks.put(mid)
         self._wake.set()
+
+    # -- network thread ---------------------------------------------------------------------
+
+    def _network(self) -> None:
+        """paho's network loop (connect, reconnect with backoff, send, receive), restarted
+        after anything that ends it other than :meth:`close`; the first failure is logged
+        in one line, later ones at debug level."""
+        while True:
+            try:
+                self.client.loop_forever(retry_first_connection=True)
+            except Exception as exc:
+                self._network_failures += 1
+                self._connected.clear()
+                level = logging.ERROR if self._network_failures == 1 else logging.DEBUG
+                log.log(level, "MQTT network loop failed (%s: %s); restarting it (failure %d; "
+                        "events stay spooled)", type(exc).__name__, exc,
+                        self._network_failures, exc_info=level == logging.DEBUG)
+            if self._stop.is_set():
+                return
+            self._stop.wait(min(30.0, 0.5 * 2 ** min(self._network_failures, 6)))
+            if self._stop.is_set():
+                return
+            self._reset.set()
+            # Whatever state the loop was left in, connect afresh (the next loop_forever
+            # closes the old socket first and retries with backoff).
+            self.client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
 
     # -- delivery thread --------------------------------------------------------------------
 
@@ -277,6 +315,31 @@ class MqttSink:
                       "device": device, **extra}
             client.publish(f"{self.cfg.discovery_prefix}/sensor/{node}/{key}/config",
                            json.dumps(config), qos=1, retain=True)
+
+
+def connect_failure(cfg: MqttSinkConfig, timeout_s: float = 2.0) -> str:
+    """Why a connection to the broker fails, found by one plain TCP connect: the name, the
+    port, the route, or (when TCP gets through) the TLS handshake; with the fix."""
+    where = f"check sinks.mqtt.host and port ({cfg.host}:{cfg.port})"
+    try:
+        with socket.create_connection((cfg.host, cfg.port), timeout=timeout_s):
+            pass
+    except socket.gaierror:
+        return f"the name {cfg.host!r} does not resolve ({where})"
+    except ConnectionRefusedError:
+        return f"connection refused: nothing listens on port {cfg.port} there ({where})"
+    except TimeoutError:
+        return f"no answer in {timeout_s:g} s: the host is down or a firewall drops it ({where})"
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({where})"
+    if cfg.tls.enabled:
+        return ("TCP connects but the TLS handshake fails: check sinks.mqtt.tls (CA, "
+                "certificate) and that the port is the broker's TLS one")
+    return "TCP connects but the connection then fails: check the port is the broker's"
+
+
+#: How often a full spool may say so in the log (each discard is counted regardless).
+SPOOL_WARN_EVERY_S = 60.0
 
 
 def from_config(cfg: Config) -> MqttSink:

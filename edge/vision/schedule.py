@@ -296,10 +296,11 @@ class DetectionSchedule:
                         plan.kept.append(moved)
                         stats.add("detect_followed")
                     continue
-            if template is not None and order - template.order <= _FRESH_FRAMES:
-                # The cascade found it a frame or two ago, so the tight check window
-                # finds it where it is now for a third of the wide window's cost: a
-                # room's faces are all new at once when the scene starts.
+            if not steady and template is not None and order - template.order <= _FRESH_FRAMES:
+                # A new face the cascade found a frame or two ago: the tight check window
+                # finds it where it is now for a third of the wide window's cost (a room's
+                # faces are all new at once when the scene starts). A steady face its
+                # template lost has moved or changed too much for it: the wide window.
                 plan.followed.append(template.box)
                 continue
             plan.moving.append(box)

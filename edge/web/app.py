@@ -267,7 +267,8 @@ def _status(parts: WebParts) -> dict:
               "frames": c.get("frames", 0), "dropped": g.get("dropped", 0),
               "events": c.get("events", 0), "uptime_s": snap["uptime_s"]}
     if parts.mqtt is not None:
-        status.update(mqtt_connected=parts.mqtt.connected, spooled=len(parts.mqtt.spool))
+        status.update(mqtt_connected=parts.mqtt.connected, spooled=len(parts.mqtt.spool),
+                      discarded=parts.mqtt.discarded)
     return status
 
 

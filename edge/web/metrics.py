@@ -66,13 +66,20 @@ class DeviceCollector:
         yield GaugeMetricFamily("emotion_edge_source_up", "1 while the source delivers",
                                 value=0 if g.get("source") == "down" else 1)
         if self.mqtt is not None:
-            yield GaugeMetricFamily("emotion_edge_mqtt_connected", "1 while connected",
-                                    value=1 if self.mqtt.connected else 0)
-            yield GaugeMetricFamily("emotion_edge_mqtt_spool_events",
-                                    "Events waiting on disk for the broker",
-                                    value=len(self.mqtt.spool))
+            yield from self._mqtt_metrics(self.mqtt)
         yield self._stage_histograms()
         yield self._model_info()
+
+    @staticmethod
+    def _mqtt_metrics(mqtt: Any) -> Iterator[Metric]:
+        """The MQTT sink's connection, spool depth and discards."""
+        yield GaugeMetricFamily("emotion_edge_mqtt_connected", "1 while connected",
+                                value=1 if mqtt.connected else 0)
+        yield GaugeMetricFamily("emotion_edge_mqtt_spool_events",
+                                "Events waiting on disk for the broker", value=len(mqtt.spool))
+        yield CounterMetricFamily("emotion_edge_mqtt_discarded_events",
+                                  "Events dropped from a full spool (oldest first)",
+                                  value=mqtt.discarded)
 
     def _stage_histograms(self) -> Metric:
         hist = HistogramMetricFamily("emotion_edge_stage_seconds",

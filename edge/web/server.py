@@ -8,12 +8,16 @@ request never waits on, or slows, the pipeline's workers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
 from edge.config import ConfigError, WebConfig
@@ -49,6 +53,41 @@ def read_token(cfg: WebConfig) -> str | None:
     return token
 
 
+#: Longest a client may take to send one request, from its first byte to its last (a
+#: photo upload included). waitress closes only silent connections (``channel_timeout``),
+#: so a client sending a byte every few seconds would otherwise hold its connection for
+#: ever, and a hundred of them the server's connection limit.
+REQUEST_TIMEOUT_S = 20.0
+
+
+class _TimedChannel(HTTPChannel):
+    """waitress's connection, noting when each request's first byte arrived."""
+
+    request_started = 0.0
+
+    def received(self, data: bytes) -> bool:
+        if data and self.request is None:
+            self.request_started = time.monotonic()
+        return super().received(data)
+
+
+def _cut_slow_requests(server: Any) -> None:
+    """Make ``server`` close, on its once-a-second maintenance, every connection whose
+    request has been arriving for longer than :data:`REQUEST_TIMEOUT_S`."""
+    server.channel_class = _TimedChannel
+    maintenance = server.maintenance
+
+    def maintain(now: float) -> None:
+        maintenance(now)
+        late = time.monotonic() - REQUEST_TIMEOUT_S
+        for channel in list(server.active_channels.values()):
+            if (channel.request is not None and not channel.requests
+                    and getattr(channel, "request_started", late) < late):
+                channel.will_close = True
+
+    server.maintenance = maintain
+
+
 class WebServer:
     """The running server; :meth:`close` stops it (and ends open streams).
 
@@ -70,10 +109,13 @@ class WebServer:
                 # A body well above the upload limit is refused by its Content-Length
                 # before a byte of it is buffered (one just above gets the app's JSON 413).
                 max_request_body_size=2 * cfg.upload_max_bytes + 65_536,
-                channel_timeout=30, connection_limit=200, cleanup_interval=5)
+                channel_timeout=30, connection_limit=200, cleanup_interval=1)
         except OSError as exc:
+            hint = ("; something else listens there: pick another port with web.port or "
+                    "--port (0: any free one)" if exc.errno == errno.EADDRINUSE else "")
             raise ConfigError(f"web.port: cannot listen on {cfg.bind}:{cfg.port} "
-                              f"({exc.strerror})") from None
+                              f"({exc.strerror}){hint}") from None
+        _cut_slow_requests(self._server)
         self.port = int(self._server.effective_port)
         self.url = f"http://{cfg.bind}:{self.port}/"
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
@@ -82,11 +124,27 @@ class WebServer:
                  " (token required)" if parts.token else "")
 
     def _serve(self) -> None:
-        with contextlib.suppress(OSError):  # closed while serving: how close() stops it
+        with contextlib.suppress(OSError):  # a socket closed under the loop also ends it
             self._server.run()
 
     def close(self) -> None:
-        """Stop serving: end the event and video streams, close the socket."""
+        """Stop serving: end the event and video streams, then close every socket from
+        the server's own loop thread, which then returns at once, and stop the HTTP
+        threads. (Closing the sockets from this thread instead leaves the loop polling
+        closed descriptors until its timeout, with errors logged on the way.)"""
         self.live.close()
-        self._server.close()
-        self._thread.join(2.0)
+        # The HTTP threads first: a stream ending writes its last chunk through the loop,
+        # which must still be there to take it (else: EBADF on its closed wake-up pipe).
+        self._server.task_dispatcher.shutdown(timeout=1.0)
+        if self._thread.is_alive():
+            self._server.trigger.pull_trigger(self._close_all)
+            self._thread.join(2.0)
+        if self._thread.is_alive():
+            log.warning("the web server did not stop in 2 s")
+        else:
+            self._close_all()  # the loop ended first; closing twice is harmless
+
+    def _close_all(self) -> None:
+        # Empties the server's socket map (listening socket, trigger, connections), which
+        # is what ends its loop.
+        wasyncore.close_all(self._server._map, ignore_all=True)

@@ -1,0 +1,289 @@
+"""Inputs and stops that used to crash, hang or lose events silently: hostile configs, a
+video that breaks mid-stream, MQTT settings no broker delivers from, a network loop that
+dies, a full spool, a web server stopped with streams open, a run aborted mid-read."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import socket
+import threading
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import ConfigError, MqttSinkConfig, build, load
+from tests.fixtures import wait_until
+from tests.test_edge_cli import ROOT, run_edge
+
+# -- configs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"source.uri": -1}, "source.uri: a camera index must be in 0..63"),
+    ({"source.uri": ""}, "source.uri: must not be empty"),
+    ({"sinks.mqtt.topic_prefix": "$SYS"}, "does not start with '$'"),
+    ({"sinks.mqtt.topic_prefix": "a/+/b"}, "without wildcards"),
+    ({"sinks.mqtt.homeassistant_discovery": True, "sinks.mqtt.discovery_prefix": "#"},
+     "sinks.mqtt.discovery_prefix: must be a non-empty topic"),
+    ({"sinks.mqtt.host": "a..b"}, "sinks.mqtt.host: 'a..b' is not a host name"),
+])
+def test_values_that_crash_or_lose_events_later_are_refused(overrides: dict,
+                                                            message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("$", r"\$").replace("+", r"\+")):
+        load(None, overrides)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]", "broker.local", "mqtt_1.lan"])
+def test_ordinary_broker_names_are_accepted(host: str) -> None:
+    assert load(None, {"sinks.mqtt.host": host}).sinks.mqtt.host == host
+
+
+@pytest.mark.parametrize("value", ['"ten"', "[1, 2]", ".nan", "-5"])
+def test_the_file_is_validated_as_written_even_when_a_flag_overrides_the_key(
+        tmp_path: Path, value: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"pipeline:\n  max_frames: {value}\n")
+    with pytest.raises(ConfigError, match=r"pipeline\.max_frames"):
+        load(cfg, {"pipeline.max_frames": 10})
+
+
+def test_a_config_that_is_not_a_regular_file_or_too_big_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # reading it would block until a writer came
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load("/dev/zero")
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load(big)
+
+
+@pytest.mark.parametrize("text", ["", "source:\n", "sinks:\n  stdout:\n    enabled: true\n"])
+def test_a_config_without_a_source_says_it_uses_camera_0(
+        tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="edge.config.loader"):
+        assert load(cfg).source.uri == 0
+        assert load(cfg, {"source.uri": "clip.mp4"}).source.uri == "clip.mp4"
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "no source given; using camera 0" in said[0]
+
+
+def test_an_empty_source_on_the_command_line_exits_2() -> None:
+    r = run_edge("--source", "", "--max-frames", "1")
+    assert r.returncode == 2, r.stderr
+    assert "source.uri: must not be empty" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- a video that breaks mid-stream ---------------------------------------------------------
+
+
+def _truncated_video(folder: Path) -> Path:
+    """An MJPG AVI of 60 frames cut in half: its header still says 60."""
+    path = folder / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15, (160, 120))
+    for i in range(60):
+        writer.write(np.full((120, 160, 3), 4 * i, np.uint8))
+    writer.release()
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def test_a_video_that_breaks_mid_stream_exits_1(tmp_path: Path) -> None:
+    video = _truncated_video(tmp_path)
+    r = run_edge("--source", str(video), "--sink", "stdout")
+    assert r.returncode == 1, r.stderr
+    assert "of the 60 frames its header gives (a truncated or corrupt file)" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_complete_video_still_ends_with_exit_0(tmp_path: Path) -> None:
+    r = run_edge("--source", str(ROOT / "models/sample/astronaut.mp4"), "--sink", "stdout")
+    assert r.returncode == 0, r.stderr
+    assert "stopped: 90 frames" in r.stderr
+
+
+# -- MQTT -----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_broker_names_the_one_cause_seen() -> None:
+    from edge.sinks.mqtt import connect_failure
+
+    port = _free_port()
+    cfg = build(MqttSinkConfig, {"host": "127.0.0.1", "port": port}, "sinks.mqtt")
+    said = connect_failure(cfg)
+    assert said.startswith(f"connection refused: nothing listens on port {port}")
+    assert "TLS" not in said
+
+
+def test_a_full_spool_says_so_once_and_counts_every_discard(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edge.web.metrics import DeviceCollector
+    from tests.test_mqtt import event, make_sink
+
+    sink = make_sink(_free_port(), tmp_path / "state", spool_max_events=5)  # no broker
+    try:
+        with caplog.at_level(logging.WARNING, logger="edge.sinks.mqtt"):
+            for i in range(50):
+                sink.write(event(i))
+        full = [r for r in caplog.records if "spool full" in r.getMessage()]
+        assert len(full) == 1 and sink.discarded == 45
+        metrics = {m.name: m for m in DeviceCollector._mqtt_metrics(sink)}
+        assert metrics["emotion_edge_mqtt_discarded_events"].samples[0].value == 45
+    finally:
+        sink.close()
+
+
+def test_a_network_loop_that_dies_is_restarted_and_delivers(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.mqtt_broker import Broker, Subscriber, mosquitto_binary
+
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    from edge.sinks.mqtt import MqttSink
+    from tests.test_mqtt import event, make_sink
+
+    real = MqttSink._on_connect
+    calls = {"n": 0}
+
+    def fails_once(self: MqttSink, *args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:  # an error inside paho's loop: it used to end the loop for good
+            raise RuntimeError("boom in a callback")
+        real(self, *args)
+
+    monkeypatch.setattr(MqttSink, "_on_connect", fails_once)
+    broker = Broker(tmp_path).start()
+    sub = Subscriber(broker.port, "emotion-edge/+/event")
+    try:
+        with caplog.at_level(logging.INFO, logger="edge.sinks.mqtt"):
+            sink = make_sink(broker.port, tmp_path / "state", reconnect={"initial_s": 0.1,
+                                                                         "max_s": 0.2})
+            for i in range(10):
+                sink.write(event(i))
+            assert sub.wait_for(lambda: {e["id"] for e in sub.events()}
+                                >= {event(i).id for i in range(10)}, 60)
+            sink.close()
+        failed = [r for r in caplog.records if "network loop failed" in r.getMessage()]
+        assert len(failed) == 1 and "boom in a callback" in failed[0].getMessage()
+    finally:
+        sub.close()
+        broker.stop()
+
+
+# -- stopping -------------------------------------------------------------------------------
+
+
+def test_the_web_server_stops_with_streams_open_and_frees_its_port(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("waitress")
+    pytest.importorskip("flask")
+    from tests.test_web import start
+
+    device = start(tmp_path)
+    device.pipeline.stop()
+    device.pipeline.join()
+    server = device.web
+    streams = [urllib.request.urlopen(server.url + "api/events/stream", timeout=30)
+               for _ in range(3)]
+    try:
+        with caplog.at_level(logging.INFO):
+            device.close()
+        assert not server._thread.is_alive()
+        for s in streams:  # each stream ends instead of hanging
+            with contextlib.suppress(http.client.IncompleteRead):
+                s.read()
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        with socket.socket() as s:  # the port is free again
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", server.port))
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_an_aborted_run_never_closes_the_source_under_a_read(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tests.test_pipeline import FakeClassifier, FakeSource, make
+
+    release = threading.Event()
+
+    class SlowRead(FakeSource):
+        closed_during_read = False
+        reading = False
+
+        def read(self):  # a decode that takes its time (a loaded machine, a slow stream)
+            if self.n >= 3:
+                self.reading = True
+                release.wait(60)
+                self.reading = False
+            return super().read()
+
+        def close(self) -> None:
+            self.closed_during_read = self.closed_during_read or self.reading
+            super().close()
+
+    src = SlowRead(None, live=True)
+    p, _sink, _ = make(src, [FakeClassifier()])
+    p.start()
+    assert wait_until(lambda: src.reading)
+    with caplog.at_level(logging.WARNING):
+        p.join(timeout=0.0, abort_grace=0.1)  # the read goes on past the abort
+    assert "the source is left open" in caplog.text and not src.closed_during_read
+    release.set()
+    capture = next(t for t in p._threads if t.name == "capture")
+    assert wait_until(lambda: not capture.is_alive())  # and it does stop after the read
+
+
+def test_clients_that_send_their_request_slowly_are_cut_and_health_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("waitress")
+    pytest.importorskip("flask")
+    import edge.web.server as web_server
+    from tests.test_web import get, start
+
+    monkeypatch.setattr(web_server, "REQUEST_TIMEOUT_S", 1.0)
+    device = start(tmp_path)
+    slow = []
+    try:
+        for _ in range(30):  # headers begun, never finished (a byte now and then)
+            s = socket.create_connection(("127.0.0.1", device.web.port), timeout=30)
+            s.sendall(b"GET /api/state HTTP/1.1\r\nHo")
+            slow.append(s)
+        assert get(device.web.url + "api/health")[0] in (200, 503)
+        assert get(device.web.url + "metrics")[0] == 200
+
+        def cut(s: socket.socket) -> bool:
+            s.settimeout(0.5)
+            try:
+                s.sendall(b"s")
+                return s.recv(1) == b""
+            except TimeoutError:
+                return False  # still open
+            except OSError:
+                return True
+
+        assert wait_until(lambda: all(cut(s) for s in slow), timeout=60)
+    finally:
+        for s in slow:
+            s.close()
+        device.pipeline.stop()
+        device.pipeline.join()
+        device.close()
