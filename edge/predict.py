@@ -8,7 +8,6 @@ Uses the device's detector and classifier, with the same settings as the service
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import sys
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except STARTUP_ERRORS as exc:
         log.error("%s", exc)
         return 2
-    missing = [a for a in args.images if not glob.has_magic(a) and not Path(a).exists()]
+    missing = [a for a in args.images if not any(c in a for c in "*?[") and not Path(a).exists()]
     for name in missing:
         log.error("%s: no such file or folder", name)
     paths = list_images([a for a in args.images if a not in missing])

@@ -287,3 +287,20 @@ def test_clients_that_send_their_request_slowly_are_cut_and_health_answers(
         device.pipeline.stop()
         device.pipeline.join()
         device.close()
+
+
+def test_predict_names_a_missing_file_and_says_where_its_outputs_went(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def predict(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge.predict", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    r = predict(str(tmp_path / "nope.png"))
+    assert r.returncode == 2
+    assert "nope.png: no such file or folder" in r.stderr and "no images found" not in r.stderr
+    out = tmp_path / "a.jpg"
+    r = predict(str(ROOT / "models/sample/astronaut.jpg"), "--annotate", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"annotated image written to {out}" in r.stderr and out.is_file()
