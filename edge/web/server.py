@@ -53,11 +53,13 @@ def read_token(cfg: WebConfig) -> str | None:
     return token
 
 
-#: Longest a client may take to send one request, from its first byte to its last (a
-#: photo upload included). waitress closes only silent connections (``channel_timeout``),
-#: so a client sending a byte every few seconds would otherwise hold its connection for
-#: ever, and a hundred of them the server's connection limit.
+#: Longest a client may take to send a request's headers, and the whole request (a photo
+#: upload over a slow phone link included), from its first byte. waitress closes only
+#: silent connections (``channel_timeout``), so a client sending a byte every few seconds
+#: would otherwise hold its connection for ever, and a hundred of them the server's
+#: connection limit.
 REQUEST_TIMEOUT_S = 20.0
+BODY_TIMEOUT_S = 120.0
 
 
 class _TimedChannel(HTTPChannel):
@@ -73,16 +75,21 @@ class _TimedChannel(HTTPChannel):
 
 def _cut_slow_requests(server: Any) -> None:
     """Make ``server`` close, on its once-a-second maintenance, every connection whose
-    request has been arriving for longer than :data:`REQUEST_TIMEOUT_S`."""
+    request's headers have been arriving for longer than :data:`REQUEST_TIMEOUT_S`, or
+    the whole request for longer than :data:`BODY_TIMEOUT_S`."""
     server.channel_class = _TimedChannel
     maintenance = server.maintenance
 
     def maintain(now: float) -> None:
         maintenance(now)
-        late = time.monotonic() - REQUEST_TIMEOUT_S
+        t = time.monotonic()
         for channel in list(server.active_channels.values()):
-            if (channel.request is not None and not channel.requests
-                    and getattr(channel, "request_started", late) < late):
+            request = channel.request
+            if request is None or channel.requests:
+                continue
+            started = getattr(channel, "request_started", t)
+            if (t - started > BODY_TIMEOUT_S
+                    or (not request.headers_finished and t - started > REQUEST_TIMEOUT_S)):
                 channel.will_close = True
 
     server.maintenance = maintain
