@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 from edge.capture.sources import Frame
 from edge.config import MotionConfig
@@ -62,6 +61,9 @@ from edge.vision.boxes import (
 from edge.vision.faces import FaceDetector, Pyramid
 from edge.vision.follow import Template, cut, follow
 from edge.vision.motion import Motion, MotionDetector, search_regions
+from edge.vision.plans import Found, Plan, Tracked, describe_schedule, held
+
+__all__ = ["DetectionSchedule", "Found", "Tracked", "describe_schedule", "size_bands"]
 from edge.vision.slices import search_slices, size_bands, slice_due
 
 #: Padding around a moving area before it is searched, per side, as a fraction of its size.
@@ -97,48 +99,6 @@ _FRESH_FRAMES = 2
 #: the safety search in a still scene would otherwise be missed by those frames and never
 #: be seen the frames in a row it needs to count.
 _RECENT_FRAMES = 8
-
-
-@dataclass(frozen=True)
-class Tracked:
-    """A face the tracker follows, as published to the workers.
-
-    Attributes:
-        box: its latest box.
-        steady: confirmed and found in its latest frame. Only a steady face may be
-            followed or keep its box without a search; a new one, or one that was missed,
-            is searched for by the cascade every frame until it is confirmed, found again
-            or leaves (so a false detection cannot be confirmed or live on unseen).
-    """
-
-    box: Box
-    steady: bool
-    id: int = 0
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What one frame does for each known face (:meth:`DetectionSchedule._plan`)."""
-
-    moving: list[Box]  # searched by the cascade in a window around the last box
-    followed: list[Box]  # followed by template, then checked in a tight window
-    kept: list[Box]  # boxes not searched by the cascade in this frame
-    reuse: list[Box]  # of those, the ones whose last classification stands in this frame
-
-
-@dataclass(frozen=True)
-class Found:
-    """The faces in one frame, as the schedule found them.
-
-    Attributes:
-        boxes: face boxes, full-resolution pixels.
-        reuse: per box, True when it is a steady face followed (or kept) without the
-            cascade in this frame and ``classify_every`` lets its last probabilities
-            stand in for a new classification.
-    """
-
-    boxes: list[Box]
-    reuse: list[bool]
 
 
 class DetectionSchedule:
@@ -238,7 +198,7 @@ class DetectionSchedule:
         self._remember(order, boxes, [c for b in found if (c := cut(frame.gray, b, order))])
         # A face the cascade did not see in this frame (followed or kept) has the same
         # crop, give or take a pixel or two, as when last classified.
-        return Found(boxes, [b in plan.kept and b not in found and _held(b, plan)
+        return Found(boxes, [b in plan.kept and b not in found and held(b, plan)
                              for b in boxes])
 
     def _safety_slices(self, shape: tuple[int, ...], detector: FaceDetector) -> int:
@@ -265,11 +225,11 @@ class DetectionSchedule:
         return known + recent
 
     def _plan(self, frame: Frame, order: int, m: MotionConfig, motion: Motion,
-              known: list[Box], windows: list[Box]) -> _Plan:
+              known: list[Box], windows: list[Box]) -> Plan:
         """What each known face needs in this frame: nothing (kept), following and a tight
         check (followed), or a cascade window around its last box (moving)."""
         tracked, stats = self._tracked, self.stats
-        plan = _Plan([], [], [], [])
+        plan = Plan([], [], [], [])
         for i, (box, window) in enumerate(zip(known, windows, strict=True)):
             steady = i < len(tracked) and tracked[i].steady
             # Each face keeps its own phase (its id), so a crowd's checks and
@@ -307,7 +267,7 @@ class DetectionSchedule:
         return plan
 
     def _check_windows(self, detector: FaceDetector, frame: Frame,
-                       plan: _Plan) -> tuple[list[Box], list[Box]]:
+                       plan: Plan) -> tuple[list[Box], list[Box]]:
         """The cascade in the windows of followed and moving faces: what it found there,
         and the faces it did not find in their windows (lost)."""
         found: list[Box] = []
@@ -443,30 +403,3 @@ class DetectionSchedule:
         found = dedupe(found)
         self._remember(order, found, [c for b in found if (c := cut(frame.gray, b, order))])
         return found
-
-
-def _held(box: Box, plan: _Plan) -> bool:
-    """Whether ``box``, kept without the cascade, may keep its last classification: its
-    face's phase skips classification in this frame (a followed face's box moved, so it
-    is matched to the known box it came from by overlap)."""
-    return any(iou(box, r) >= 0.3 for r in plan.reuse)
-
-
-def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:
-    """One line saying which schedule runs with these settings (logs, the benchmark)."""
-    periodic = (f"a full search spread over every {full_every} frame(s), windows around "
-                "the faces in each" if full_every > 1 else "full search every frame")
-    if motion is None or not motion.enabled:
-        return f"periodic: {periodic}"
-    safety = (f"a full search spread over {motion.safety_slices} of every "
-              f"{motion.safety_every} frames (more on a frame larger than VGA)"
-              if motion.safety_every else "no safety search")
-    still = (f", still ones checked every {motion.still_check_every}"
-             if motion.still_check_every > 1 else "")
-    faces = (f"faces followed by template and searched every {motion.search_every} frames"
-             if motion.search_every > 1 else "faces searched every frame")
-    if motion.classify_every > 1:
-        faces += f", classified every {motion.classify_every} while followed"
-    return (f"motion first: {motion.width}-px motion frame, threshold {motion.threshold:g}; "
-            f"{faces}{still}; moving areas searched; {safety}; when moving areas "
-            f"cover over {motion.max_share:.0%} of the frame: {periodic}")
