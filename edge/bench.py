@@ -270,6 +270,11 @@ def print_report(report: dict, cfg: Config) -> None:
           f"CPU {pr['cpu_percent']:.0f}%, dropped {pr['dropped']}, faces/frame "
           f"{pr['faces_per_frame']:.2f}, frames with a face {pr['frames_with_face']}/"
           f"{pr['frames']}, peak RSS {report['peak_rss_mb']} MB")
+    if pr.get("steady_p99_ms") is not None:
+        print(f"latency   capture->result p99 {pr['steady_p99_ms']:.0f} ms after the first "
+              "second (a scene's first frames, every face new at once, left out)")
+    print(f"events    {pr['appeared']} appeared, {len(pr['changed'])} changed, "
+          f"{pr['reverted']} of them changed back within 1 s")
     if "crowd" in pr:
         c = pr["crowd"]
         print(f"crowd     {c['found_per_frame']:.2f} of {c['faces_present']} faces found per "

@@ -12,13 +12,14 @@ import json
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.assemble import build_detector, build_device, build_tracker
-from edge.capture.sources import Frame, OpenCVSource
+from edge.capture.sources import Frame, OpenCVSource, video_fps
 from edge.config import Config
 from edge.model import EmotionClassifier
 from edge.runtime.pipeline import Pipeline
@@ -109,7 +110,8 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         log = Path(tmp) / "events.jsonl"
 
         def once(n: int, stats: Stats, pace: float | None,
-                 count: CrowdCount | None = None) -> tuple[Pipeline, float, float]:
+                 count: Callable[[Frame, list, object], None] | None = None
+                 ) -> tuple[Pipeline, float, float]:
             run_cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(
                 cfg.pipeline, max_frames=n, annotate_video=None))
             source = DecodedClip(decoded) if decoded else clip_source(path, cfg)
@@ -128,7 +130,8 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
             once(warmup, Stats(), None)
             log.unlink(missing_ok=True)
         stats = Stats()
-        p, wall, cpu = once(frames, stats, rate, crowd)
+        latency = Latencies()
+        p, wall, cpu = once(frames, stats, rate, latency.along(crowd))
         events = [json.loads(line) for line in log.read_text().splitlines()]
     snap = stats.snapshot()
     c = snap["counters"]
@@ -146,8 +149,27 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         "changed": [[e["frame"], e["face"], e["emotion"]] for e in events
                     if e["type"] == "changed"],
         "appeared": sum(e["type"] == "appeared" for e in events),
+        # A person watching sees seconds, so the window is one second of the clip's frames.
+        "reverted": reverted_changes(events, round(rate or video_fps(path) or 30)),
+        # A scene's first second (every face new at once) apart from the rest.
+        "steady_p99_ms": latency.p99(after=round(rate or video_fps(path) or 30)),
         **({"crowd": crowd.figures()} if crowd else {}),
     }
+
+
+def reverted_changes(events: list[dict], window: int) -> int:
+    """How many ``changed`` events were undone: the same face changed back to the emotion
+    it had before within ``window`` frames (a flicker a person reads as noise)."""
+    last: dict[int, tuple[int, str, str | None]] = {}  # face -> (frame, emotion, before)
+    undone = 0
+    for e in sorted(events, key=lambda e: e["frame"]):
+        if e["type"] == "appeared":
+            last[e["face"]] = (e["frame"], e["emotion"], None)
+        elif e["type"] == "changed" and e["face"] in last:
+            frame, emotion, before = last[e["face"]]
+            undone += e["emotion"] == before and e["frame"] - frame <= window
+            last[e["face"]] = (e["frame"], e["emotion"], emotion)
+    return undone
 
 
 def run_sequential(cfg: Config, path: str, classifier: EmotionClassifier, frames: int,
@@ -292,6 +314,35 @@ def grid_clip(path: str, grid: Grid, frames: int, out_dir: Path) -> str:
     finally:
         writer.release()
     return str(out)
+
+
+class Latencies:
+    """Each in-order frame's capture-to-result time; an ``on_frame`` hook of the pipeline."""
+
+    def __init__(self) -> None:
+        self.ms: list[tuple[int, float]] = []  # (frame number, milliseconds)
+        self._first: int | None = None
+
+    def __call__(self, frame: Frame, boxes: list, tracker: object) -> None:
+        if self._first is None:
+            self._first = frame.seq
+        self.ms.append((frame.seq - self._first, 1000.0 * (time.monotonic() - frame.mono)))
+
+    def along(self, other: Callable[[Frame, list, object], None] | None
+              ) -> Callable[[Frame, list, object], None]:
+        """This hook, and ``other`` too when given."""
+        if other is None:
+            return self
+
+        def both(frame: Frame, boxes: list, tracker: object) -> None:
+            self(frame, boxes, tracker)
+            other(frame, boxes, tracker)
+        return both
+
+    def p99(self, after: int = 0) -> float | None:
+        """The 99th percentile of the frames from the ``after``-th on (None without any)."""
+        values = [ms for n, ms in self.ms if n >= after]
+        return round(float(np.percentile(values, 99)), 1) if values else None
 
 
 class CrowdCount:

@@ -11,7 +11,7 @@ import pytest
 
 from edge.bench import events_versus, sibling_models
 from edge.bench import main as bench_main
-from edge.bench_runs import DecodedClip, decode_clip, run_pipeline
+from edge.bench_runs import DecodedClip, decode_clip, reverted_changes, run_pipeline
 from edge.config import load
 from edge.model import EmotionClassifier, classify_latency
 from tests.conftest import model_mode
@@ -44,6 +44,7 @@ def test_json_has_every_field(device_models: Path, tmp_path: Path, capsys) -> No
         assert 0 <= s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"], stage
     out = capsys.readouterr().out
     assert "frames/s" in out and "ms per face" in out and "schedule  motion first" in out
+    assert p["reverted"] <= len(p["changed"]) and "changed back within 1 s" in out
 
 
 def test_compare_rows_are_consistent(device_models: Path, tmp_path: Path) -> None:
@@ -74,6 +75,19 @@ def test_compare_rows_are_consistent(device_models: Path, tmp_path: Path) -> Non
     assert any(n.endswith("periodic schedule") for n in names)
     decode = next(r for r in rows if r["name"].startswith("decode only"))
     assert decode["frames_with_face"] == 0 and decode["fps"] > 0
+
+
+def test_a_change_undone_within_the_window_counts_as_reverted() -> None:
+    def ev(frame: int, face: int, kind: str, emotion: str) -> dict:
+        return {"frame": frame, "face": face, "type": kind, "emotion": emotion}
+
+    events = [ev(0, 1, "appeared", "neutral"), ev(0, 2, "appeared", "happy"),
+              ev(10, 1, "changed", "sad"), ev(25, 1, "changed", "neutral"),  # back: 1
+              ev(30, 2, "changed", "sad"), ev(90, 2, "changed", "happy"),    # too late
+              ev(95, 1, "changed", "happy"), ev(99, 1, "changed", "sad")]    # not back
+    assert reverted_changes(events, 30) == 1
+    assert reverted_changes(events, 60) == 2
+    assert reverted_changes([ev(5, 3, "changed", "sad")], 30) == 0  # no appeared seen
 
 
 def test_events_are_compared_with_the_full_search() -> None:

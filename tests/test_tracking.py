@@ -139,3 +139,74 @@ def test_a_face_without_a_new_classification_carries_its_last_one_over() -> None
     # A box without a classification never starts a face.
     step(t, 4, [box, (400, 100, 80, 80)], [unknown, unknown])
     assert [tr.id for tr in t.tracks] == [1]
+
+
+def two_way(a: int, b: int, pa: float) -> np.ndarray:
+    """Probabilities split between emotions ``a`` (``pa``) and ``b`` (the rest but 0.1)."""
+    v = np.full(len(EMOTIONS), 0.1 / (len(EMOTIONS) - 2), np.float32)
+    v[a], v[b] = pa, 0.9 - pa
+    return v
+
+
+def changes(t: Tracker, seq: list[np.ndarray], box=(100, 100, 80, 80)) -> list[tuple[int, str]]:
+    """Feed one face's per-frame probabilities; its ``changed`` events as (frame, emotion)."""
+    out = []
+    for n, p in enumerate(seq):
+        out += [(e.frame, e.emotion) for e in step(t, n, [box], [p]) if e.type == "changed"]
+    return out
+
+
+def near_tie(seed: int, frames: int = 600) -> list[np.ndarray]:
+    """A face between neutral and sad: the winner swaps every 6-20 frames by a few points,
+    as the shared clip's quiet stretches do."""
+    rng = np.random.default_rng(seed)
+    neutral, sad = EMOTIONS.index("neutral"), SAD
+    seq, top = [], neutral
+    while len(seq) < frames:
+        other = sad if top == neutral else neutral
+        for _ in range(int(rng.integers(6, 21))):
+            seq.append(two_way(top, other, 0.45 + 0.04 * float(rng.random())))
+        top = other
+    return seq[:frames]
+
+
+def test_a_near_tie_gives_no_changed_events_with_the_default_lead() -> None:
+    for seed in range(5):
+        seq = near_tie(seed)
+        assert len(changes(make(min_hits=1, change_lead=0.0), seq)) >= 5  # today's flicker
+        assert changes(make(min_hits=1), seq) == []
+
+
+def test_a_lasting_change_is_reported_at_most_a_few_frames_after_the_winner_alone() -> None:
+    rng = np.random.default_rng(7)
+    delays = []
+    for _ in range(200):
+        a, b = (int(i) for i in rng.choice(len(EMOTIONS), 2, replace=False))
+        # The new emotion ends up leading by 0.2-0.8: a change a person would call one.
+        before, after = 0.5 + 0.35 * float(rng.random()), 0.55 + 0.3 * float(rng.random())
+        start = int(rng.integers(5, 40))
+        seq = [two_way(a, b, before)] * start + [two_way(b, a, after)] * 60
+        plain = changes(make(min_hits=1, change_lead=0.0), seq)
+        led = changes(make(min_hits=1), seq)
+        assert [e for _, e in led] == [e for _, e in plain] == [EMOTIONS[b]]
+        assert 0 <= led[0][0] - plain[0][0] <= 5
+        delays.append(led[0][0] - plain[0][0])
+    assert np.median(delays) <= 1
+
+
+def test_a_change_back_needs_the_lead_again() -> None:
+    happy_sad = [two_way(HAPPY, SAD, 0.6)] * 3 + [two_way(SAD, HAPPY, 0.6)] * 4
+    # Then happy on top again by 0.04 for ten frames: with the lead, not enough to undo it.
+    seq = happy_sad + [two_way(HAPPY, SAD, 0.47)] * 10
+    assert changes(make(min_hits=1, smoothing=1.0, change_frames=2), seq) == [(4, "sad")]
+    assert changes(make(min_hits=1, smoothing=1.0, change_frames=2, change_lead=0.0),
+                   seq) == [(4, "sad"), (8, "happy")]
+
+
+def test_the_lead_is_validated() -> None:
+    import pytest
+
+    from edge.config import ConfigError, load
+    for bad in (-0.1, 1.0, "x"):
+        with pytest.raises(ConfigError, match=r"tracking\.change_lead"):
+            load(None, {"tracking.change_lead": bad})

@@ -101,6 +101,8 @@ class TrackingConfig:
     min_hits: int = positive(3, 10_000)
     smoothing: float = ranged(0.3, 0.0, 1.0, lo_open=True, note="1 = no smoothing")
     change_frames: int = positive(5, 10_000)
+    change_lead: float = ranged(0.1, 0.0, 1.0, hi_open=True,
+                                note="0 = the winner alone decides")
     summary_every_s: float = non_negative(0.0, DAY_S)
 
 

@@ -3,10 +3,12 @@
 Boxes are associated with existing tracks by IoU (greedy, best first), falling back to
 centre distance for fast moves; a track survives ``max_missed`` frames without a
 detection. Probabilities are smoothed per track with an exponential moving average, and
-the reported emotion changes only when the smoothed winner has held for
-``change_frames`` frames, so labels do not flicker. A new face is reported only once it
-has been detected ``min_hits`` frames in a row, which filters out the detector's
-sporadic false positives.
+the reported emotion changes only when the smoothed winner has led the reported one by at
+least ``change_lead`` for ``change_frames`` frames in a row, so labels do not flicker: a
+near-tie between two emotions (a face between neutral and sad, say) moves the winner back
+and forth without ever holding such a lead, and a change back needs the same lead again.
+A new face is reported only once it has been detected ``min_hits`` frames in a row, which
+filters out the detector's sporadic false positives.
 """
 
 from __future__ import annotations
@@ -174,7 +176,8 @@ class Tracker:
     def _check_change(self, track: Track, frame: int, ts: float,
                       mono: float) -> list[EmotionEvent]:
         winner = track.emotion_index
-        if winner == track.reported:
+        lead = track.probs[winner] - track.probs[track.reported]
+        if winner == track.reported or lead < self.cfg.change_lead:
             track.candidate, track.candidate_frames = -1, 0
             return []
         if winner == track.candidate:
