@@ -107,3 +107,17 @@ def model_mode(folder: Path, mode: str) -> Path:
     if not path.is_file():
         pytest.skip(f"no {mode} model without TensorFlow (the shipped folder has int8 only)")
     return path
+
+
+#: Test modules that train or convert with TensorFlow: the ``train`` marker, so
+#: ``pytest -m "not train"`` runs the rest (what a device install can run) in minutes.
+_TRAIN_MODULES = {"test_convert", "test_distill", "test_distribute", "test_fine_tune",
+                  "test_from_tflite", "test_inputs", "test_multi_worker", "test_presets",
+                  "test_quant_aware", "test_train", "test_train_ferplus"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (item.module.__name__.rpartition(".")[2] in _TRAIN_MODULES
+                or "trained_run" in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.train)

@@ -39,7 +39,8 @@ def test_mirrored_training_runs_on_two_replicas_and_resumes(fer_csv: Path,
     assert first.returncode == 0, first.stderr[-3000:]
     assert "mirrored over 2 device(s)" in first.stderr
     m = json.loads((out / "metrics.json").read_text())
-    assert m["replicas"] == {"count": 2, "global_batch": 16, "peak_learning_rate": 0.002}
+    assert m["replicas"] == {"count": 2, "workers": 1, "global_batch": 16,
+                             "peak_learning_rate": 0.002}
     assert m["config"]["distribute"] == "mirrored"
     again = _train_on_two_cpus(*common, "--epochs", "2", "--resume")
     assert again.returncode == 0, again.stderr[-3000:]

@@ -22,6 +22,7 @@ from train.config import (
     choices,
 )
 from train.data import add_data_options, check_data_options
+from train.strategy import task_from_env
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -82,8 +83,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                         "(fine-tuning on a few hundred of your own photos; default 0)")
     p.add_argument("--distribute", choices=choices(Distribute), default="none",
                    help="mirrored: train on every GPU of this machine (tf.distribute."
-                        "MirroredStrategy); --batch-size is per replica and the learning "
-                        "rate scales with the replicas")
+                        "MirroredStrategy); multi-worker: on several machines, each running "
+                        "this command with its own TF_CONFIG (MultiWorkerMirroredStrategy); "
+                        "--batch-size is per replica and the learning rate scales with the "
+                        "replicas")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL",
                    help="distil: blend this .keras model's probabilities (any preset, averaged "
                         "over each face and its mirror) into the training targets; repeat "
@@ -128,6 +131,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         message = str(exc)
         p.error(message if message.startswith("--") else f"--{message}")
     check_data_options(p, args)
+    if args.distribute == "multi-worker":
+        try:
+            task_from_env(os.environ)
+        except ValueError as exc:
+            p.error(str(exc))
     return cfg, args.verbose
 
 

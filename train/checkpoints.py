@@ -106,11 +106,14 @@ def selection(cfg: TrainConfig, out: Path, state: dict | None, initial_epoch: in
     chosen: list[keras.callbacks.Callback] = []
     early = None
     if selects:
-        early = ResumableEarlyStopping(restored_early, monitor=cfg.monitor,
+        # Said, not guessed: Keras guesses from the compiled metrics, which the training
+        # loop (train.loop) does not use.
+        mode = "max" if cfg.monitor.endswith("accuracy") else "min"
+        early = ResumableEarlyStopping(restored_early, monitor=cfg.monitor, mode=mode,
                                        patience=cfg.patience, restore_best_weights=False,
                                        verbose=1)
         checkpoint = keras.callbacks.ModelCheckpoint(out / "best.keras", monitor=cfg.monitor,
-                                                     save_best_only=True)
+                                                     mode=mode, save_best_only=True)
         if restored_early:
             # ModelCheckpoint must not overwrite a better best.keras from before the resume.
             checkpoint.best = restored_early["best"]

@@ -20,7 +20,7 @@ ClassWeight = Literal["none", "balanced", "sqrt"]
 Monitor = Literal["val_loss", "val_accuracy"]
 Precision = Literal["float32", "mixed_bfloat16"]
 Labels = Literal["fer2013", "ferplus", "mixed"]
-Distribute = Literal["none", "mirrored"]
+Distribute = Literal["none", "mirrored", "multi-worker"]
 
 
 def choices(literal: object) -> tuple[str, ...]:
@@ -89,7 +89,8 @@ class TrainConfig:
     distill_temperature: float = 1.0
     quantize_aware: bool = False  # fine-tune init_from through simulated int8 rounding
     freeze: int = 0  # convolutions at the input kept as they are (fine-tuning)
-    distribute: Distribute = "none"  # mirrored: every GPU (or CPU device) of this machine
+    # mirrored: every GPU (or CPU device) of this machine; multi-worker: the TF_CONFIG cluster
+    distribute: Distribute = "none"
     labels: Labels = "fer2013"  # see train.ferplus
     ferplus: str = ""  # FER+ votes file: needed by ferplus/mixed, scores the test split too
     ferplus_weight: float = 0.5  # mixed: the votes' share of each target

@@ -7,9 +7,10 @@ every epoch) and everything worth keeping (``best.keras``, ``history.csv``, ``cu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from edge.model import sha256_of
 from edge.preprocessing import EMOTIONS
-from train import checkpoints, distill, ferplus, presets, quant_aware, record, strategy
+from train import checkpoints, distill, ferplus, loop, presets, quant_aware, record, strategy
 from train import data as datasets
 from train.config import TrainConfig
 from train.inputs import make_dataset, steps_per_epoch
@@ -75,15 +76,26 @@ def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
 
 def run(cfg: TrainConfig) -> dict:
     """Train per ``cfg`` and write all artefacts to ``cfg.out``; returns the metrics dict."""
+    # First: a multi-worker strategy must set up before TensorFlow does anything else.
+    scale = strategy.Replicas.for_name(cfg.distribute)
+    with contextlib.ExitStack() as stack:
+        # Only the chief writes the run folder; another worker's callbacks (which must
+        # run on every worker, to stop on the same epoch) write to a scratch folder.
+        work = None if scale.chief else Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="train-worker-")))
+        return _run(cfg, scale, work)
+
+
+def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    work = work or out
     state = _saved_state(cfg, out)
     # Runs from before the stream seed was recorded drew from cfg.seed.
     stream_seed = (_stream_seed(cfg) if state is None
                    else int(state.get("stream_seed", cfg.seed)))
     keras.utils.set_random_seed(stream_seed)
     keras.config.set_dtype_policy(cfg.precision)
-    scale = strategy.Replicas.for_name(cfg.distribute)
     # Loaded (and its preset checked) before the data and teachers, to fail fast.
     with scale.scope():
         resumed = (_resumed_model(out / "last.keras", cfg.arch, cfg.quantize_aware)
@@ -127,10 +139,10 @@ def run(cfg: TrainConfig) -> dict:
     params, macs = model.count_params(), presets.count_macs(model)
     log.info("%s: %s parameters, %.1f M MACs", cfg.arch, f"{params:,}", macs / 1e6)
 
-    selecting, early, plateau, since = checkpoints.selection(cfg, out, state, initial_epoch,
+    selecting, early, plateau, since = checkpoints.selection(cfg, work, state, initial_epoch,
                                                              val_set is not None)
     run_state = checkpoints.RunState(
-        out, early, plateau, state["elapsed_s"] if state else 0.0, since,
+        work, early, plateau, state["elapsed_s"] if state else 0.0, since,
         [t["sha256"] for t in teacher_record["models"]] if teacher_record else [],
         stream_seed, cfg.labels)
     # The faces convert.quantize calibrates on, so training sees the ranges the file gets.
@@ -139,18 +151,18 @@ def run(cfg: TrainConfig) -> dict:
     callbacks: list[keras.callbacks.Callback] = [
         *recalibrate,
         *selecting,
-        keras.callbacks.CSVLogger(out / "history.csv", append=state is not None),
+        keras.callbacks.CSVLogger(work / "history.csv", append=state is not None),
         *([plateau] if plateau else []),
         checkpoints.Progress(cfg.epochs),
         run_state,  # last, so the counters it saves are this epoch's
     ]
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-              steps_per_epoch=steps,
-              class_weight=class_weights(train_set.labels, cfg.class_weight), callbacks=callbacks,
-              shuffle=False,  # the dataset shuffles itself, reproducibly
-              # A bar on a terminal; in a log, Progress's line per epoch says it all.
-              verbose=1 if os.isatty(1) else 0)
+    loop.fit(model, scale.strategy, train_ds, val_ds, epochs=cfg.epochs,
+             initial_epoch=initial_epoch, steps=steps, global_batch=batch,
+             class_weight=class_weights(train_set.labels, cfg.class_weight), callbacks=callbacks)
 
+    if work != out:
+        log.info("worker done; the chief writes %s", out)
+        return {}
     # Without a held-out split nothing selects: the run's model is its last epoch.
     best = keras.models.load_model(out / ("best.keras" if val_set is not None
                                           else "last.keras"))
@@ -158,12 +170,13 @@ def run(cfg: TrainConfig) -> dict:
     best = quant_aware.strip(best) if cfg.quantize_aware else _as_float32(best, cfg.arch)
     best.save(out / "best.keras")
     if scale.count > 1:
-        log.info("trained on %d replicas: global batch %d, peak learning rate %g",
-                 scale.count, batch, cfg.learning_rate * scale.count)
+        log.info("trained on %d replicas (%d worker(s)): global batch %d, peak learning "
+                 "rate %g", scale.count, scale.workers, batch, cfg.learning_rate * scale.count)
     return record.write_record(cfg, best, params=params, macs=macs, wall=run_state.elapsed(),
                                since=since, stream_seed=stream_seed, val_set=val_set,
                                test=splits.get(cfg.test_usage) if cfg.test_usage else None,
-                               teacher_record=teacher_record, replicas=scale.count)
+                               teacher_record=teacher_record, replicas=scale.count,
+                               workers=scale.workers)
 
 
 def _saved_state(cfg: TrainConfig, out: Path) -> dict | None:

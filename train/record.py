@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def write_record(cfg: TrainConfig, best: keras.Model, *, params: int, macs: int,
                  wall: float, since: int, stream_seed: int, val_set: datasets.FaceSet | None,
                  test: datasets.FaceSet | None, teacher_record: dict | None,
-                 replicas: int = 1) -> dict:
+                 replicas: int = 1, workers: int = 1) -> dict:
     """Score ``best``, write ``metrics.json``, the plots, and return the record."""
     out = Path(cfg.out)
     selects = val_set is not None
@@ -54,7 +54,8 @@ def write_record(cfg: TrainConfig, best: keras.Model, *, params: int, macs: int,
            if cfg.ferplus else {}),
         "command": cfg.command,
         "config": _jsonable(asdict(cfg)),
-        "replicas": {"count": replicas, "global_batch": cfg.batch_size * replicas,
+        "replicas": {"count": replicas, "workers": workers,
+                     "global_batch": cfg.batch_size * replicas,
                      "peak_learning_rate": cfg.learning_rate * replicas},
         "machine": sysinfo.machine(("tensorflow", "tensorflow-cpu", "keras", "numpy")),
         **({"init_from": parent_summary(Path(cfg.init_from))} if cfg.init_from else {}),
