@@ -27,7 +27,8 @@ _CI_REQUIRES = {
 _CI_BINARIES = {"mosquitto": "apt-get install -y mosquitto",
                 "systemd-analyze": "apt-get install -y systemd",
                 "chromium": "apt-get install -y chromium",
-                "chromedriver": "apt-get install -y chromium-driver"}
+                "chromedriver": "apt-get install -y chromium-driver",
+                "prometheus": "apt-get install -y prometheus"}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

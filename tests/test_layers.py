@@ -1,4 +1,5 @@
 """Layers point one way: edge imports neither train nor convert; train never imports convert;
+fleet (a server's tools) and the rest never import each other;
 no library module imports a CLI module.
 
 Each package is imported module by module in a fresh interpreter whose import system
@@ -19,12 +20,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 #: package -> the packages it must never import.
-FORBIDDEN = {"edge": ("train", "convert"), "train": ("convert",), "convert": ()}
+#: fleet runs on a server beside the devices and speaks to them only over MQTT and HTTP.
+FORBIDDEN = {"edge": ("train", "convert", "fleet"), "train": ("convert", "fleet"),
+             "convert": ("fleet",), "fleet": ("edge", "train", "convert")}
 
 #: The command-line modules; a library module importing one of these would run a CLI's
 #: argument parsing and side effects on import.
 CLI_MODULES = {"edge.__main__", "edge.bench", "edge.predict", "train.__main__",
-               "train.evaluate", "convert.quantize"}
+               "train.evaluate", "convert.quantize", "fleet.consume", "fleet.load"}
 
 
 def _import_all(package: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
@@ -51,7 +54,7 @@ def _import_all(package: str, blocked: tuple[str, ...]) -> subprocess.CompletedP
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize("package", ["edge", "train"])
+@pytest.mark.parametrize("package", ["edge", "train", "fleet"])
 def test_a_package_imports_with_its_forbidden_neighbours_blocked(package: str) -> None:
     if package == "train":
         pytest.importorskip("tensorflow")

@@ -19,6 +19,7 @@ pytest.importorskip("prometheus_client")
 
 from edge.assemble import Device, build_device
 from edge.config import load
+from edge.preprocessing import EMOTIONS
 from tests.fixtures import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +123,10 @@ def test_metrics_parse_and_move_while_the_clip_plays(device: Device) -> None:
         families = {f.name: f for f in text_string_to_metric_families(body.decode())}
         assert {"emotion_edge_frames", "emotion_edge_events", "emotion_edge_stage_seconds",
                 "emotion_edge_frames_dropped", "emotion_edge_model_info",
-                "emotion_edge_faces_in_view"} <= set(families)
+                "emotion_edge_faces_in_view", "emotion_edge_faces_by_emotion"} <= set(families)
+        by_emotion = {s.labels["emotion"]: s.value
+                      for s in families["emotion_edge_faces_by_emotion"].samples}
+        assert set(by_emotion) == set(EMOTIONS) and all(n >= 0 for n in by_emotion.values())
         return families["emotion_edge_frames"].samples[0].value
 
     first = frames()

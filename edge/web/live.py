@@ -104,6 +104,14 @@ class LiveState:
                     "timeline": [{"t": round(t, 1), "dominant": d, "faces": n}
                                  for t, d, n in self._timeline]}
 
+    def faces_by_emotion(self) -> dict[str, int]:
+        """Faces in view per reported emotion, every label present (for ``/metrics``)."""
+        counts = dict.fromkeys(self.labels, 0)
+        with self._lock:
+            for _, _, label, _ in self._faces:
+                counts[self.labels[label]] += 1
+        return counts
+
     def _face(self, face: int, box: Box, label: int, probs: np.ndarray) -> dict:
         return {"face": face, "box": list(box), "emotion": self.labels[label],
                 "confidence": round(float(probs[label]), 4),

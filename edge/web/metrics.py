@@ -61,6 +61,13 @@ class DeviceCollector:
         yield events
         yield GaugeMetricFamily("emotion_edge_faces_in_view", "Confirmed faces in view",
                                 value=int(g.get("faces", 0) or 0))
+        by_emotion = GaugeMetricFamily(
+            "emotion_edge_faces_by_emotion",
+            "Faces in view by their reported emotion (the fleet's dominant-emotion share)",
+            labels=["emotion"])
+        for emotion, n in self.live.faces_by_emotion().items():
+            by_emotion.add_metric([emotion], n)
+        yield by_emotion
         yield GaugeMetricFamily("emotion_edge_fps", "Frames per second (last 5 s)",
                                 value=snap["fps"])
         yield GaugeMetricFamily("emotion_edge_source_up", "1 while the source delivers",
