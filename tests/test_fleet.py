@@ -201,6 +201,9 @@ def test_a_fleet_loses_nothing_across_a_broker_restart_and_prometheus_sees_it(
         assert wait_until(fleet_up, timeout=120), (tmp_path / "prometheus.log").read_text()[-2000:]
         shares = query(prom_port, "room_emotion:emotion_edge_faces:share")
         assert all(0 <= float(s["value"][1]) <= 1 for s in shares)
+        for room in ("room0", "room1"):
+            total = sum(float(s["value"][1]) for s in shares if s["metric"]["room"] == room)
+            assert total == pytest.approx(0) or total == pytest.approx(1)
         assert {s["metric"]["emotion"] for s in shares} >= {"happy", "neutral"}
         assert query(prom_port, "fleet:emotion_edge_devices_down:count")[0]["value"][1] == "0"
     finally:
