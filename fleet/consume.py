@@ -155,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop, failure = threading.Event(), []
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    out = open(args.out, "a", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        out = open(args.out, "a", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        log.error("--out: cannot write %s (%s)", args.out, exc.strerror or exc)
+        return 2
     consumer = FleetConsumer(out)
     client = _client(args, consumer, stop, failure)
     try:

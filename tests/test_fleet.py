@@ -48,7 +48,8 @@ def test_the_id_memory_is_bounded() -> None:
 
 def test_bad_consumer_flags_exit_2() -> None:
     for args, message in ((["--prefix", "a/b"], "--prefix"), (["--port", "0"], "--port"),
-                          (["--ca-file", "/nonexistent"], "no such file")):
+                          (["--ca-file", "/nonexistent"], "no such file"),
+                          (["--out", "/nonexistent/dir/events.jsonl"], "--out: cannot write")):
         r = subprocess.run([sys.executable, "-m", "fleet.consume", *args], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
