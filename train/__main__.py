@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices
+    # ... and its Python-side INFO lines (a distribution strategy's per-trace chatter).
+    logging.getLogger("tensorflow").setLevel(logging.DEBUG if verbose else logging.WARNING)
     from train.data import DataError
     from train.distill import TeacherError
     from train.fit import InitFromError, ResumeError, run

@@ -83,7 +83,9 @@ def run(cfg: TrainConfig) -> dict:
         # run on every worker, to stop on the same epoch) write to a scratch folder.
         work = None if scale.chief else Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="train-worker-")))
-        return _run(cfg, scale, work)
+        result = _run(cfg, scale, work)
+        scale.barrier()  # every worker ends together, after the chief has written
+        return result
 
 
 def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None) -> dict:

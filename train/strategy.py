@@ -118,6 +118,17 @@ class Replicas:
                  ", ".join(d.name for d in devices))
         return cls(strategy, int(strategy.num_replicas_in_sync))
 
+    def barrier(self) -> None:
+        """Across workers, wait until every one has come here (one tiny all-reduce): a
+        worker that ends while the chief still writes the run folder would have the
+        chief's collectives report it as crashed. Nothing to wait for otherwise."""
+        if self.workers < 2:
+            return
+        import tensorflow as tf
+
+        one = self.strategy.run(lambda: tf.constant(1.0))
+        self.strategy.reduce(tf.distribute.ReduceOp.SUM, one, axis=None)
+
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
         """Build and load models inside this, so their variables live on every replica."""
