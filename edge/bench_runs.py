@@ -135,6 +135,8 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         events = [json.loads(line) for line in log.read_text().splitlines()]
     snap = stats.snapshot()
     c = snap["counters"]
+    # A person watching sees seconds: one second of the clip's frames.
+    second = round(rate or video_fps(path) or 30)
     done = c.get("frames", 0)
     return {
         "fps": round(done / wall, 2), "frames": done, "wall_s": round(wall, 3),
@@ -149,10 +151,9 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         "changed": [[e["frame"], e["face"], e["emotion"]] for e in events
                     if e["type"] == "changed"],
         "appeared": sum(e["type"] == "appeared" for e in events),
-        # A person watching sees seconds, so the window is one second of the clip's frames.
-        "reverted": reverted_changes(events, round(rate or video_fps(path) or 30)),
+        "reverted": reverted_changes(events, second),
         # A scene's first second (every face new at once) apart from the rest.
-        "steady_p99_ms": latency.p99(after=round(rate or video_fps(path) or 30)),
+        "steady_p99_ms": latency.p99(after=second),
         **({"crowd": crowd.figures()} if crowd else {}),
     }
 

@@ -8,11 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures import wait_until
 from train.strategy import task_from_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,11 +78,10 @@ def test_a_killed_worker_and_a_restart_with_resume_finish_the_run(fer_csv: Path,
     out = tmp_path / "run"
     # Far more epochs than can pass before the kill: the kill lands mid-run.
     procs = start_workers(out, fer_csv, "--epochs", "100000", "--patience", "100000")
-    deadline = time.monotonic() + 300
-    while saved_epoch(out) < 2:
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
-        assert all(p.poll() is None for p in procs), "a worker ended before the kill"
-        time.sleep(0.1)
+    assert wait_until(lambda: saved_epoch(out) >= 2 or any(p.poll() is not None
+                                                          for p in procs), timeout=300)
+    assert saved_epoch(out) >= 2, "no checkpoint within 300 s"
+    assert all(p.poll() is None for p in procs), "a worker ended before the kill"
     procs[1].send_signal(signal.SIGKILL)
     procs[1].wait(timeout=60)
     # Its peer is stuck in (or failing at) a collective step: restart all, as documented.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -99,8 +100,6 @@ class Replicas:
         """
         if name == "none":
             return cls(None, 1)
-        import os
-
         import tensorflow as tf
 
         if name == "multi-worker":
