@@ -343,3 +343,49 @@ def test_evaluate_flip_average_is_the_mean_over_the_mirror(trained_run: Path) ->
     expected = (predict_probs(model, faces) + predict_probs(model, faces[:, :, ::-1])) / 2
     np.testing.assert_allclose(predict_probs(model, faces, flip_average=True), expected,
                                atol=1e-5)
+
+
+def test_a_run_stopped_carried_and_resumed_equals_the_uninterrupted_one(
+        fer_csv: Path, tmp_path: Path) -> None:
+    import keras
+
+    from train.carry import main as carry_main
+
+    common = ["--data", str(fer_csv), "--batch-size", "16", "--val-fraction", "0.2",
+              "--arch", "edge", "--lr-schedule", "cosine", "--test-usage", "", "--epochs", "4"]
+    whole = tmp_path / "whole"
+    assert train_main([*common, "--out", str(whole)]) == 0
+    first = tmp_path / "first-machine"
+    assert train_main([*common, "--out", str(first), "--stop-after", "2"]) == 0
+    assert json.loads((first / "state.json").read_text())["epoch"] == 2
+    assert not (first / "metrics.json").exists()
+    parts = tmp_path / "committed"
+    assert carry_main(["pack", str(first), str(parts), "--part-mb", "0.5"]) == 0
+    assert all(p.stat().st_size <= 500_000 for p in parts.glob("part-*.bin"))
+    assert len(list(parts.glob("part-*.bin"))) > 1
+    manifest = json.loads((parts / "carry.json").read_text())
+    assert manifest["continue"].endswith("--resume") and "--stop-after" not in manifest["continue"]
+    second = tmp_path / "second-machine"
+    assert carry_main(["unpack", str(parts), str(second)]) == 0
+    assert train_main([*common, "--out", str(second), "--resume"]) == 0
+    with (whole / "history.csv").open() as a, (second / "history.csv").open() as b:
+        assert list(csv.DictReader(a)) == list(csv.DictReader(b))
+    for name in ("last.keras", "best.keras"):
+        x = keras.models.load_model(whole / name).get_weights()
+        y = keras.models.load_model(second / name).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(x, y, strict=True)), name
+
+
+def test_carry_refuses_altered_parts_and_non_runs(trained_run: Path, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from train.carry import main as carry_main
+
+    assert carry_main(["pack", str(tmp_path), str(tmp_path / "x")]) == 2
+    assert "not a run folder" in caplog.text
+    parts = tmp_path / "parts"
+    assert carry_main(["pack", str(trained_run), str(parts)]) == 0
+    part = next(parts.glob("part-*.bin"))
+    part.write_bytes(part.read_bytes()[:-1] + b"\0")
+    assert carry_main(["unpack", str(parts), str(tmp_path / "back")]) == 2
+    assert "sha256 differs" in caplog.text
+    assert carry_main(["unpack", str(tmp_path / "nothing"), str(tmp_path / "back")]) == 2

@@ -11,6 +11,7 @@ import sys
 from train.config import (
     Arch,
     Augment,
+    AugmentRecipe,
     ClassWeight,
     Distribute,
     Labels,
@@ -68,11 +69,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument("--precision", choices=choices(Precision), default="float32",
                    help="mixed_bfloat16 trains faster on CPUs with AMX/AVX512-BF16")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--augment", choices=choices(AugmentRecipe), default="standard",
+                   help="augmentation recipe: standard (flip, rotation 10, shift/zoom 10 %%, "
+                        "brightness and contrast jitter) or strong (flip, rotation 30, "
+                        "shift/zoom 20 %%, gain 0.2-1.2)")
     p.add_argument("--erase", type=float, default=0.0, metavar="P",
                    help="random erasing: chance per face that a rectangle (2-20 %% of it) is "
                         "replaced by noise (default 0: off)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last finished epoch")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N",
+                   help="end this sitting after epoch N of --epochs, the run resumable with "
+                        "--resume (on this or another machine) exactly as if it had not "
+                        "stopped; see train.carry to take it along (default 0: run on)")
     p.add_argument("--init-from", default="", metavar="MODEL",
                    help="start from the weights of this .keras model (same --arch), with a "
                         "fresh optimizer and schedule: a warm restart of a finished run (with "
@@ -107,10 +116,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
                         "saved folded, as a plain float model for convert.quantize")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    if args.no_augment and args.erase:
-        p.error("--erase is an augmentation; drop it or --no-augment")
+    if args.no_augment and (args.erase or args.augment != "standard"):
+        p.error("--erase and --augment are augmentation; drop them or --no-augment")
     try:
-        augment = Augment.none() if args.no_augment else Augment(erase=args.erase)
+        augment = (Augment.none() if args.no_augment
+                   else Augment.named(args.augment, erase=args.erase))
         cfg = TrainConfig(
             data=args.data or "", out=args.out, arch=args.arch, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule,
@@ -124,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
             quantize_aware=args.quantize_aware, freeze=args.freeze,
             distribute=args.distribute, labels=args.labels,
             ferplus=args.ferplus,
-            ferplus_weight=args.ferplus_weight,
+            ferplus_weight=args.ferplus_weight, stop_after=args.stop_after,
             command=shlex.join(["python", "-m", "train",
                                 *(sys.argv[1:] if argv is None else argv)]))
     except ValueError as exc:  # Augment names its field; TrainConfigError names the flag

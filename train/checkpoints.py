@@ -51,9 +51,10 @@ class RunState(keras.callbacks.Callback):
 
     def __init__(self, out: Path, early: ResumableEarlyStopping | None,
                  plateau: ResumablePlateau | None, elapsed: float, since: int,
-                 teacher_sha256: list[str], stream_seed: int, labels: str) -> None:
+                 teacher_sha256: list[str], stream_seed: int, labels: str,
+                 command: str = "") -> None:
         super().__init__()
-        self.labels = labels
+        self.labels, self.command = labels, command
         self.out, self.early, self.plateau, self.since = out, early, plateau, since
         self.teacher_sha256, self.stream_seed = teacher_sha256, stream_seed
         self.elapsed_before = elapsed
@@ -73,6 +74,8 @@ class RunState(keras.callbacks.Callback):
             "teacher_sha256": self.teacher_sha256,
             "stream_seed": self.stream_seed,
             "labels": self.labels,
+            "dropout_rng": dropout_rng(self.model),
+            "command": self.command,
         }
         if self.plateau is not None:
             state["plateau"] = {"best": float(self.plateau.best), "wait": int(self.plateau.wait),
@@ -80,6 +83,32 @@ class RunState(keras.callbacks.Callback):
         tmp = self.out / "state.json.tmp"
         tmp.write_text(json.dumps(state, indent=1))
         os.replace(tmp, self.out / "state.json")
+
+
+def _seed_states(model: keras.Model) -> list:
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def dropout_rng(model: keras.Model) -> list[list[int]]:
+    """The dropout layers' random states, in layer order.
+
+    ``model.save`` leaves them out (they are not weights), so a loaded model would draw
+    the first epoch's dropout masks again; ``state.json`` carries them instead.
+    """
+    return [[int(x) for x in keras.ops.convert_to_numpy(v.value)] for v in _seed_states(model)]
+
+
+def restore_dropout_rng(model: keras.Model, saved: list[list[int]] | None) -> None:
+    """Put back the states :func:`dropout_rng` saved (runs from before they were saved:
+    nothing to put back, the masks start over as they always did for such runs)."""
+    states = _seed_states(model)
+    if not saved:
+        return
+    if len(saved) != len(states):
+        raise ValueError(f"state.json holds {len(saved)} dropout states, the model has "
+                         f"{len(states)}")
+    for var, value in zip(states, saved, strict=True):
+        var.assign(keras.ops.convert_to_tensor(value, dtype=var.dtype))
 
 
 def selection(cfg: TrainConfig, out: Path, state: dict | None, initial_epoch: int,

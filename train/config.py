@@ -21,6 +21,7 @@ Monitor = Literal["val_loss", "val_accuracy"]
 Precision = Literal["float32", "mixed_bfloat16"]
 Labels = Literal["fer2013", "ferplus", "mixed"]
 Distribute = Literal["none", "mirrored", "multi-worker"]
+AugmentRecipe = Literal["standard", "strong"]
 
 
 def choices(literal: object) -> tuple[str, ...]:
@@ -49,13 +50,29 @@ class Augment:
     brightness: float = 0.15
     contrast: float = 0.2
     erase: float = 0.0
+    # Multiply each face by a gain drawn from this range (Keras's ``brightness_range``);
+    # (1, 1): off, and nothing drawn, so runs without it keep their random stream.
+    gain: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         Range(0.0, 1.0, note="a probability").check(self.erase, "erase")
+        if not 0.0 < self.gain[0] <= self.gain[1]:
+            raise ValueError(f"augment gain: needs 0 < low <= high, got {self.gain}")
 
     @classmethod
     def none(cls) -> Augment:
         return cls(False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    @classmethod
+    def named(cls, name: str, erase: float = 0.0) -> Augment:
+        """A named recipe: ``standard`` (the default above) or ``strong`` (the augmentation
+        of the compact FER+ networks: rotation 30 degrees, shift and zoom 20 %, a gain of
+        0.2-1.2, flips; no contrast jitter)."""
+        if name == "standard":
+            return cls(erase=erase)
+        if name == "strong":
+            return cls(True, 30.0, 0.2, 0.2, 0.0, 0.0, erase, (0.2, 1.2))
+        raise ValueError(f"augment: unknown recipe '{name}'; use standard or strong")
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,8 @@ class TrainConfig:
     labels: Labels = "fer2013"  # see train.ferplus
     ferplus: str = ""  # FER+ votes file: needed by ferplus/mixed, scores the test split too
     ferplus_weight: float = 0.5  # mixed: the votes' share of each target
+    # End the session's part of the run after this epoch (1-based), resumable; 0: run on.
+    stop_after: int = 0
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -149,6 +168,7 @@ _RANGES: dict[str, Range] = {
     "distill_temperature": Range(0, None, lo_open=True, amount=True),
     "freeze": Range(0, 20, unit="convolutions"),
     "ferplus_weight": Range(0.0, 1.0),
+    "stop_after": Range(0, None, amount=True),
 }
 
 

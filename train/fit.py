@@ -133,6 +133,7 @@ def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None) -> dict:
 
     if resumed is not None:
         model = resumed
+        checkpoints.restore_dropout_rng(model, state.get("dropout_rng"))
         log.info("resuming %s at epoch %d", out / "last.keras", initial_epoch)
     else:
         with scale.scope():
@@ -146,7 +147,7 @@ def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None) -> dict:
     run_state = checkpoints.RunState(
         work, early, plateau, state["elapsed_s"] if state else 0.0, since,
         [t["sha256"] for t in teacher_record["models"]] if teacher_record else [],
-        stream_seed, cfg.labels)
+        stream_seed, cfg.labels, cfg.command)
     # The faces convert.quantize calibrates on, so training sees the ranges the file gets.
     recalibrate = ([quant_aware.Recalibrate(train_all.images[datasets.stratified_sample(
         train_all.labels, datasets.CALIBRATION_FACES, cfg.seed)])] if cfg.quantize_aware else [])
@@ -158,13 +159,19 @@ def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None) -> dict:
         checkpoints.Progress(cfg.epochs),
         run_state,  # last, so the counters it saves are this epoch's
     ]
-    loop.fit(model, scale.strategy, train_ds, val_ds, epochs=cfg.epochs,
+    until = min(cfg.epochs, cfg.stop_after) if cfg.stop_after else cfg.epochs
+    loop.fit(model, scale.strategy, train_ds, val_ds, epochs=until,
              initial_epoch=initial_epoch, steps=steps, global_batch=batch,
              class_weight=class_weights(train_set.labels, cfg.class_weight), callbacks=callbacks)
 
     if work != out:
         log.info("worker done; the chief writes %s", out)
         return {}
+    if until < cfg.epochs and not model.stop_training:
+        log.info("stopped after epoch %d of %d as asked; continue with the same command "
+                 "and --resume (python -m train.carry pack %s DIR takes it to another "
+                 "machine)", until, cfg.epochs, out)
+        return {"stopped_after": until}
     # Without a held-out split nothing selects: the run's model is its last epoch.
     best = keras.models.load_model(out / ("best.keras" if val_set is not None
                                           else "last.keras"))

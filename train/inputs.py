@@ -92,6 +92,8 @@ def _augment_batch(x: tf.Tensor, aug: Augment, rng: tf.random.Generator) -> tf.T
         gain = rng.uniform([b, 1, 1, 1], 1.0 - aug.contrast, 1.0 + aug.contrast)
         offset = rng.uniform([b, 1, 1, 1], -aug.brightness, aug.brightness) * 255.0
         x = (x - mean) * gain + mean + offset
+    if aug.gain != (1.0, 1.0):
+        x = x * rng.uniform([b, 1, 1, 1], aug.gain[0], aug.gain[1])
     x = tf.clip_by_value(x, 0.0, 255.0)
     if aug.erase:
         # Drawn only when enabled, so runs without it keep their recorded random stream.
