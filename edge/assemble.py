@@ -29,9 +29,11 @@ from edge.sinks import Sink
 from edge.stats import Stats
 from edge.vision.boxes import Box
 from edge.vision.faces import DetectorError, FaceDetector, finest_step
+from edge.vision.passes import PassSchedule
 from edge.vision.photo_labels import predict_image
 from edge.vision.schedule import DetectionSchedule
 from edge.vision.tracking import Tracker
+from edge.vision.yunet import YuNetDetector, input_size
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +73,27 @@ def build_classifiers(cfg: Config, count: int) -> list[EmotionClassifier]:
     return classifiers
 
 
-def build_detector(cfg: Config) -> FaceDetector:
-    """A Haar face detector with the config's settings (one per worker thread)."""
+Detector = FaceDetector | YuNetDetector
+
+
+def build_detector(cfg: Config) -> Detector:
+    """The configured face detector, Haar or YuNet (one per worker thread).
+
+    Raises:
+        DetectorError: its cascade or model file is missing or not one.
+    """
+    if cfg.detector.kind == "yunet":
+        return YuNetDetector(cfg.detector)
     return FaceDetector(cfg.detector)
+
+
+def describe_detector(cfg: Config) -> str:
+    """The detector in a few words, for the startup log, the bench and ``/api/state``."""
+    d = cfg.detector
+    if d.kind == "yunet":
+        return (f"yunet ({Path(d.model).name}, score >= {d.score_threshold}, "
+                f"min_size {d.min_size})")
+    return f"haar ({d.cascade}, min_size {d.min_size})"
 
 
 def build_tracker(cfg: Config, classifier: EmotionClassifier) -> Tracker:
@@ -99,8 +119,10 @@ def build_source(cfg: Config) -> FrameSource:
     # Colour is kept only for what shows pixels: the annotated video, the web preview.
     keep_color = (cfg.pipeline.annotate_video is not None
                   or (cfg.web.enabled and cfg.web.preview))
-    lores = cfg.source.width // finest_step(cfg.source.width, cfg.detector.min_size,
-                                            cfg.detector.detect_width)
+    d = cfg.detector
+    lores = (input_size(cfg.source.width, cfg.source.height, d.min_size, d.detect_width)[0]
+             if d.kind == "yunet" else
+             cfg.source.width // finest_step(cfg.source.width, d.min_size, d.detect_width))
     return make_source(src, lores, keep_color=keep_color)
 
 
@@ -165,8 +187,11 @@ def pipeline_settings(cfg: Config, rate: float | None = None) -> PipelineSetting
         reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s))
 
 
-def build_schedule(cfg: Config, stats: Stats) -> DetectionSchedule:
-    """Where the detector looks in each frame (motion first or periodic), timing into ``stats``."""
+def build_schedule(cfg: Config, stats: Stats) -> DetectionSchedule | PassSchedule:
+    """Where the detector looks in each frame, timing into ``stats``: one pass per frame
+    for YuNet; motion first or periodic for the cascade."""
+    if cfg.detector.kind == "yunet":
+        return PassSchedule(stats, cfg.detector.pass_every, cfg.motion.classify_every)
     return DetectionSchedule(cfg.detector.full_every, cfg.detector.region_margin, stats,
                              cfg.motion, cfg.detector.min_size)
 
@@ -250,6 +275,7 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
     pairs = [(build_detector(cfg), c) for c in classifiers]
     tracker = build_tracker(cfg, classifiers[0])
     stats = stats or Stats()
+    stats.set("detector", describe_detector(cfg))
     annotator = None
     if cfg.pipeline.annotate_video:
         check_video_path(cfg.pipeline.annotate_video)

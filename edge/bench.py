@@ -24,11 +24,12 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
 
-from edge.assemble import STARTUP_ERRORS, build_classifiers
+from edge.assemble import STARTUP_ERRORS, build_classifiers, build_detector, describe_detector
 from edge.bench_runs import (
     Grid,
     decode_clip,
@@ -39,6 +40,7 @@ from edge.bench_runs import (
     run_pipeline,
     run_sequential,
 )
+from edge.capture.image_files import ImageError, read_image
 from edge.config import Config, load, shipped
 from edge.model import (
     MODES,
@@ -49,7 +51,8 @@ from edge.model import (
 )
 from edge.runtime.sysinfo import machine
 from edge.stats import STAGES
-from edge.vision.schedule import describe_schedule
+from edge.vision.plans import describe_detection
+from edge.vision.recall import MATCH_IOU, read_boxes, score
 
 log = logging.getLogger("edge.bench")
 
@@ -138,6 +141,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with the web server on (a free loopback port, no client): what "
                         "serving the page costs the pipeline")
     p.add_argument("--json", metavar="OUT", help="write every figure as JSON")
+    p.add_argument("--photos", metavar="DIR",
+                   help="instead of a clip: the share of hand-boxed faces the configured "
+                        "detector finds in the photos of DIR (boxes in DIR/training.xml, "
+                        "dlib's format, or --boxes), and its false boxes")
+    p.add_argument("--boxes", metavar="XML", help="with --photos: the box file")
     args = p.parse_args(argv)
     if args.frames <= 0 or args.warmup < 0 or args.latency_runs <= 0:
         p.error("--frames and --latency-runs must be > 0 and --warmup >= 0")
@@ -175,7 +183,7 @@ def measure(cfg: Config, args: argparse.Namespace, source: str,
         "source": {"path": source, "size": list(size)},
         "detector": dataclasses.asdict(cfg.detector),
         "motion": dataclasses.asdict(cfg.motion),
-        "schedule": describe_schedule(cfg.detector.full_every, cfg.motion),
+        "schedule": describe_detection(cfg.detector, cfg.motion),
         "frames": args.frames, "warmup": args.warmup, "rate": args.rate, "workers": workers,
         "raw": args.raw,
         **({"grid": [args.grid.cols, args.grid.rows]} if args.grid else {}),
@@ -207,15 +215,7 @@ def _compare_rows(cfg: Config, args: argparse.Namespace, source: str,
     for k in range(1, n + 1):
         rows.append({"name": f"threaded, {k} worker(s), {mode}", **run_pipeline(
             cfg, source, classifiers[:k], frames, warmup, grid=grid)})
-    still = dataclasses.replace(cfg.motion, enabled=False)
-    if cfg.motion.enabled and cfg.detector.full_every > 1:
-        periodic = dataclasses.replace(cfg, motion=still)
-        rows.append({"name": f"threaded, {n} w, periodic schedule", **run_pipeline(
-            periodic, source, classifiers[:n], frames, warmup, grid=grid)})
-    full = dataclasses.replace(cfg, motion=still,
-                               detector=dataclasses.replace(cfg.detector, full_every=1))
-    rows.append({"name": f"threaded, {n} w, full search each frame", "reference": True,
-                 **run_pipeline(full, source, classifiers[:n], frames, warmup, grid=grid)})
+    rows += _reference_rows(cfg, source, classifiers[:n], frames, warmup, grid)
     rows.append({"name": "decode only (capture + gray)", **run_decode(cfg, source, frames)})
     for other, path in sibling_models(model).items():
         if path.resolve() == model.resolve():
@@ -225,6 +225,33 @@ def _compare_rows(cfg: Config, args: argparse.Namespace, source: str,
         rows.append({"name": f"threaded, {n} worker(s), {other}",
                      **run_pipeline(cfg, source, clfs, frames, warmup),
                      "mode": other, "classifier": {"threads": cfg.model.threads, **alone}})
+    return rows
+
+
+def _reference_rows(cfg: Config, source: str, classifiers: list[EmotionClassifier],
+                    frames: int, warmup: int, grid: Grid | None) -> list[dict]:
+    """The schedules the configured one saves work against, the last one the reference
+    whose events the others are compared with: for the cascade the periodic schedule and
+    a full search on every frame; for YuNet (a pass every frame already) every face
+    classified on every frame."""
+    n = len(classifiers)
+    if cfg.detector.kind == "yunet":
+        every = dataclasses.replace(
+            cfg, motion=dataclasses.replace(cfg.motion, classify_every=1),
+            detector=dataclasses.replace(cfg.detector, pass_every=1))
+        return [{"name": f"threaded, {n} w, a pass and every face classified each frame",
+                 "reference": True,
+                 **run_pipeline(every, source, classifiers, frames, warmup, grid=grid)}]
+    rows = []
+    still = dataclasses.replace(cfg.motion, enabled=False)
+    if cfg.motion.enabled and cfg.detector.full_every > 1:
+        periodic = dataclasses.replace(cfg, motion=still)
+        rows.append({"name": f"threaded, {n} w, periodic schedule", **run_pipeline(
+            periodic, source, classifiers, frames, warmup, grid=grid)})
+    full = dataclasses.replace(cfg, motion=still,
+                               detector=dataclasses.replace(cfg.detector, full_every=1))
+    rows.append({"name": f"threaded, {n} w, full search each frame", "reference": True,
+                 **run_pipeline(full, source, classifiers, frames, warmup, grid=grid)})
     return rows
 
 
@@ -256,8 +283,9 @@ def print_report(report: dict, cfg: Config) -> None:
     d = cfg.detector
     if cfg.web.enabled:
         print("web       server on (no client connected)")
-    print(f"detector  width {d.detect_width}, scale {d.scale_factor}, neighbours "
-          f"{d.min_neighbors}, min size {d.min_size}")
+    print(f"detector  {describe_detector(cfg)}" + (
+        f", width {d.detect_width}, scale {d.scale_factor}, neighbours {d.min_neighbors}"
+        if d.kind == "haar" else ""))
     print(f"schedule  {report['schedule']}")
     print(f"source    {src['path']} {src['size'][0]}x{src['size'][1]}; {report['frames']} "
           f"frames after {report['warmup']} warm-up"
@@ -299,9 +327,33 @@ def print_report(report: dict, cfg: Config) -> None:
             print(f"  {name:<10}{lat['p50_ms']:>9.3f}{lat['p95_ms']:>9.3f}")
 
 
+def photo_recall(args: argparse.Namespace) -> int:
+    """``--photos``: the configured detector's recall on hand-boxed photos (exit code)."""
+    folder = Path(args.photos)
+    try:
+        cfg = load(args.config)
+        boxes = read_boxes(Path(args.boxes) if args.boxes else folder / "training.xml")
+        detector = build_detector(cfg)
+        started = time.perf_counter()
+        r = score(folder, boxes, detector.detect,
+                  lambda path: read_image(path, cv2.IMREAD_GRAYSCALE))
+    except (*STARTUP_ERRORS, ValueError, ImageError) as exc:
+        log.error("%s", exc)
+        return 2
+    took = (time.perf_counter() - started) / max(r.photos, 1)
+    print(f"detector  {describe_detector(cfg)}")
+    print(f"photos    {r.photos} in {folder}, {r.faces} hand-boxed faces of {r.sizes[0]}-"
+          f"{r.sizes[1]} px")
+    print(f"found     {r.found} of {r.faces} ({100 * r.share:.1f} %), {r.false} false box(es) "
+          f"(a box counts at IoU >= {MATCH_IOU}); {1000 * took:.0f} ms per photo")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.photos:
+        return photo_recall(args)
     source = {"sample": str(shipped(SAMPLE)), "camera": "0"}.get(args.source, args.source)
     if source == "0":
         log.error("--source camera: benchmark a recorded clip instead; a camera's own rate "

@@ -114,11 +114,11 @@ class ListSink:
 
 def run(frames: list[np.ndarray], cfg: Config, workers: int = 2) -> tuple[list, dict]:
     """Events and counters of the real pipeline (real cascade) over ``frames``."""
-    from edge.assemble import build_schedule, pipeline_settings
+    from edge.assemble import build_detector, build_schedule, pipeline_settings
 
     sink = ListSink()
     tracker = Tracker(cfg.tracking, EMOTIONS, "test", "m")
-    pairs = [(FaceDetector(cfg.detector), BrightnessClassifier()) for _ in range(workers)]
+    pairs = [(build_detector(cfg), BrightnessClassifier()) for _ in range(workers)]
     stats = Stats()
     result = Pipeline(ClipSource(frames), pairs, tracker, [sink], pipeline_settings(cfg),
                       stats=stats, schedule=build_schedule(cfg, stats)).run()

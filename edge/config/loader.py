@@ -131,7 +131,7 @@ PATH_KEYS: tuple[str, ...] = (
     "state_dir", "source.uri", "model.path", "model.card", "sinks.log.path",
     "sinks.mqtt.password_file", "sinks.mqtt.tls.ca_file", "sinks.mqtt.tls.cert_file",
     "sinks.mqtt.tls.key_file", "pipeline.annotate_video", "detector.cascade",
-    "web.auth_token_file")
+    "detector.model", "web.auth_token_file")
 
 #: Cascade names that are not paths (see ``edge.vision.faces.cascade_path``).
 _CASCADE_NAMES = ("default", "alt2", "alt", "alt_tree", "lbp")
@@ -171,12 +171,14 @@ def _with_shipped_defaults(cfg: Config, data: dict[str, Any]) -> Config:
     def given(section: str, key: str) -> bool:
         return isinstance(data.get(section), dict) and key in data[section]
 
-    model, source = cfg.model, cfg.source
+    model, source, detector = cfg.model, cfg.source, cfg.detector
     if not given("model", "path"):
         model = dataclasses.replace(model, path=str(shipped(model.path)))
     if not given("source", "uri") and isinstance(source.uri, str):
         source = dataclasses.replace(source, uri=str(shipped(source.uri)))
-    return dataclasses.replace(cfg, model=model, source=source)
+    if not given("detector", "model"):
+        detector = dataclasses.replace(detector, model=str(shipped(detector.model)))
+    return dataclasses.replace(cfg, model=model, source=source, detector=detector)
 
 
 def build(cls: type, data: Any, at: str) -> Any:

@@ -43,9 +43,14 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Haar-cascade face detection."""
+    """Face detection: OpenCV's Haar cascade, or YuNet (a learned detector)."""
 
+    kind: Literal["haar", "yunet"] = "haar"
     cascade: str = "default"
+    model: str = "models/yunet/face_detection_yunet_2026may.onnx"
+    score_threshold: float = ranged(0.6, 0.05, 0.99)
+    nms_threshold: float = ranged(0.3, 0.05, 0.95)
+    pass_every: int = positive(2, 30)
     detect_width: int = ranged(0, 0, 4096, unit="pixels", note="0: as min_size needs")
     scale_factor: float = ranged(1.1, 1.01, 2.0)
     min_neighbors: int = positive(6, 100)

@@ -73,6 +73,7 @@ class FrameResult:
     boxes: list[Box] = field(default_factory=list)
     probs: np.ndarray | None = None
     done: bool = False  # a worker's end-of-stream marker
+    searched: bool = True  # see Found.searched
 
 
 @dataclass
@@ -318,7 +319,7 @@ class Pipeline:
                 rows = np.full((len(boxes), len(classifier.labels)), np.nan, np.float32)
                 rows[classify] = probs
                 probs = rows
-            self.results.put(FrameResult(order, frame, boxes, probs))
+            self.results.put(FrameResult(order, frame, boxes, probs, searched=found.searched))
 
     def _collector(self) -> None:
         pending: list[tuple[int, int, FrameResult]] = []
@@ -341,7 +342,8 @@ class Pipeline:
                 frame = res.frame
                 assert frame is not None
                 t0 = time.perf_counter()
-                events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs)
+                events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs,
+                                        searched=res.searched)
                 stats.record("track", time.perf_counter() - t0)
                 if self.schedule.follows_tracks:
                     self.schedule.track([Tracked(t.box, t.confirmed and t.missed == 0, t.id)

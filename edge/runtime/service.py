@@ -14,7 +14,7 @@ import time
 from edge.config import Config
 from edge.runtime.notify import Notifier
 from edge.runtime.pipeline import ABORT_GRACE_S, Pipeline, RunResult
-from edge.vision.schedule import describe_schedule
+from edge.vision.plans import describe_detection
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ class Service:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         p, stats, notifier = self.pipeline, self.pipeline.stats, self.notifier
-        log.info("detection: %s", describe_schedule(self.cfg.detector.full_every,
-                                                    self.cfg.motion))
+        log.info("detector %s; %s", stats.gauge("detector", self.cfg.detector.kind),
+                 describe_detection(self.cfg.detector, self.cfg.motion))
         p.start()
         notifier.ready("starting")
         every = self.cfg.pipeline.stats_every_s
@@ -104,4 +104,5 @@ class Service:
                 "fps": snap["fps"],
                 "source": gauges.get("source", "ok"),
                 "dropped": gauges.get("dropped", 0),
-                "events": snap["counters"].get("events", 0)}
+                "events": snap["counters"].get("events", 0),
+                "detector": gauges.get("detector")}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.config import MotionConfig
+from edge.config import DetectorConfig, MotionConfig
 from edge.vision.boxes import Box, iou
 
 
@@ -47,10 +47,14 @@ class Found:
         reuse: per box, True when it is a steady face followed (or kept) without the
             cascade in this frame and ``classify_every`` lets its last probabilities
             stand in for a new classification.
+        searched: False when no detector looked at the frame at all (a per-frame
+            detector between its passes): the boxes are kept faces, and a face without
+            one was not missed.
     """
 
     boxes: list[Box]
     reuse: list[bool]
+    searched: bool = True
 
 
 def held(box: Box, plan: Plan) -> bool:
@@ -58,6 +62,18 @@ def held(box: Box, plan: Plan) -> bool:
     face's phase skips classification in this frame (a followed face's box moved, so it
     is matched to the known box it came from by overlap)."""
     return any(iou(box, r) >= 0.3 for r in plan.reuse)
+
+
+def describe_detection(detector: DetectorConfig, motion: MotionConfig) -> str:
+    """One line saying where the configured detector looks in each frame."""
+    if detector.kind == "yunet":
+        classify = (f"steady faces classified on one pass in {motion.classify_every}"
+                    if motion.classify_every > 1 else "every face classified on every pass")
+        passes = ("every frame" if detector.pass_every == 1 else
+                  f"one frame in {detector.pass_every} (every frame while a face is new or "
+                  "missed), steady faces kept in between")
+        return f"yunet: a whole-frame pass on {passes}; {classify}"
+    return describe_schedule(detector.full_every, motion)
 
 
 def describe_schedule(full_every: int, motion: MotionConfig | None) -> str:

@@ -66,7 +66,7 @@ class Tracker:
         self._last_summary: float | None = None
 
     def update(self, frame: int, ts: float, mono: float, boxes: list[Box],
-               probs: np.ndarray) -> list[EmotionEvent]:
+               probs: np.ndarray, searched: bool = True) -> list[EmotionEvent]:
         """Advance by one frame; returns the events this frame causes.
 
         Args:
@@ -77,6 +77,8 @@ class Tracker:
             probs: ``(len(boxes), len(labels))`` probabilities, row per box. A row of NaN
                 (a face followed without a new classification) counts as the matched
                 face's latest classification again; such a box never starts a new face.
+            searched: False when the detector did not look at this frame (the boxes are
+                faces kept from its last pass): a face without a box then misses nothing.
         """
         events: list[EmotionEvent] = []
         matches, new_boxes = self._associate(boxes)
@@ -95,7 +97,7 @@ class Tracker:
                 events += self._check_change(track, frame, ts, mono)
         matched = {id(t) for t, _ in matches}
         for track in list(self.tracks):
-            if id(track) in matched:
+            if id(track) in matched or not searched:
                 continue
             track.missed += 1
             # A face must be seen min_hits frames in a row to count; a tentative track
