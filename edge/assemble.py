@@ -184,7 +184,8 @@ def pipeline_settings(cfg: Config, rate: float | None = None) -> PipelineSetting
     return PipelineSettings(
         margin=cfg.detector.margin, queue_size=cfg.source.queue_size,
         max_frames=cfg.pipeline.max_frames, drop_oldest=cfg.source.realtime, rate=rate,
-        reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s))
+        reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s),
+        quality=cfg.quality)
 
 
 def build_schedule(cfg: Config, stats: Stats) -> DetectionSchedule | PassSchedule:

@@ -38,6 +38,9 @@ EVENT_SCHEMA: dict[str, Any] = {
                 "minItems": 4, "maxItems": 4, "description": "[x, y, w, h] in frame pixels"},
         "frame": {"type": "integer", "minimum": 0, "description": "frame sequence number"},
         "model": {"type": "string", "description": "model card id"},
+        "withheld": {"enum": ["small", "blurred", "turned"],
+                     "description": "present when the face's latest crop was not worth "
+                                    "classifying: emotion and probs are its last reading"},
     },
 }
 
@@ -62,6 +65,7 @@ class EmotionEvent:
     model: str
     id: str = ""  # "<run>-<n>": unique across restarts; see new_run_id()
     captured_mono: float = 0.0  # monotonic capture time, for latency; not serialised
+    withheld: str | None = None  # see edge.vision.quality; serialised only when set
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (see :data:`EVENT_SCHEMA`)."""
@@ -77,6 +81,7 @@ class EmotionEvent:
             "box": [int(v) for v in self.box],
             "frame": self.frame,
             "model": self.model,
+            **({"withheld": self.withheld} if self.withheld else {}),
         }
 
     def to_json(self) -> str:

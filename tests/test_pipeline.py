@@ -11,7 +11,7 @@ import pytest
 
 from edge.capture.queues import FrameQueue
 from edge.capture.sources import Frame, SourceError
-from edge.config import DetectorConfig, TrackingConfig
+from edge.config import DetectorConfig, QualityConfig, TrackingConfig
 from edge.events import EmotionEvent
 from edge.preprocessing import EMOTIONS
 from edge.runtime.pipeline import END, Pipeline, PipelineSettings, _End
@@ -127,6 +127,8 @@ def make(source, classifiers, sinks=None, **kw) -> tuple[Pipeline, ListSink, lis
     sink = ListSink()
     seen: list[int] = []
     tracker = Tracker(TrackingConfig(min_hits=1), EMOTIONS, "dev", "m")
+    # The fake frames are flat gray: every crop is worth classifying here.
+    kw.setdefault("quality", QualityConfig(min_face=0, min_sharpness=0))
     p = Pipeline(source, [(FakeDetector(), c) for c in classifiers], tracker,
                  [sink, *(sinks or [])], PipelineSettings(**kw),
                  on_frame=lambda f, b, t: seen.append(f.seq))

@@ -19,17 +19,19 @@ from pathlib import Path
 log = logging.getLogger("train.prepare")
 
 
-def prepare(photos: Path, out: Path) -> int:
-    """Crop every class folder of ``photos`` into ``out``; returns the faces written."""
+def prepare(photos: Path, out: Path, config: str | None = None) -> int:
+    """Crop every class folder of ``photos`` into ``out`` with the detector of ``config``
+    (a device config file; default: the built-in defaults); returns the faces written."""
     import cv2
 
-    from edge.config import DetectorConfig
+    from edge.assemble import build_detector
+    from edge.config import load
     from edge.preprocessing import EMOTIONS
-    from edge.vision.faces import FaceDetector
     from train.own_faces import HELD_OUT, TINY_TEST, CropReport, crop_faces
 
-    cfg = DetectorConfig()
-    detector = FaceDetector(cfg)
+    device = load(config)
+    cfg = device.detector
+    detector = build_detector(device)
     written = 0
     rejected: list[str] = []
     listing = out / "rejected.txt"
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n")[0].split(": ", 1)[1])
     p.add_argument("photos", help="folder of class folders (happy/, sad/, ...) of photos")
     p.add_argument("out", help="folder to write the 48x48 faces to")
+    p.add_argument("--config", help="the device's YAML config: its detector (haar or yunet) "
+                                    "and crop settings find the faces (default: built-in)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from train.own_faces import is_own_faces
@@ -75,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     if not is_own_faces(photos):
         log.error("%s: expected class folders (happy/, sad/, neutral/ ...) of photos", photos)
         return 2
+    from edge.assemble import STARTUP_ERRORS
+
     try:
-        written = prepare(photos, Path(args.out))
+        written = prepare(photos, Path(args.out), args.config)
+    except STARTUP_ERRORS as exc:
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
         log.error("%s", exc)
         return 1

@@ -30,6 +30,7 @@ from edge.config.sections import (
     ModelConfig,
     MotionConfig,
     PipelineConfig,
+    QualityConfig,
     SourceConfig,
     TrackingConfig,
 )
@@ -37,6 +38,7 @@ from edge.config.sections import (
 __all__ = [
     "MAX_INT", "PATH_KEYS", "Backoff", "Config", "ConfigError", "DetectorConfig",
     "LogSinkConfig", "ModelConfig", "MotionConfig", "MqttSinkConfig", "MqttTlsConfig",
-    "PipelineConfig", "SinksConfig", "SourceConfig", "StdoutSinkConfig", "TrackingConfig",
+    "PipelineConfig", "QualityConfig", "SinksConfig", "SourceConfig", "StdoutSinkConfig",
+    "TrackingConfig",
     "WebConfig", "build", "is_loopback", "load", "shipped", "show", "sink_names",
 ]

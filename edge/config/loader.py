@@ -27,6 +27,7 @@ from edge.config.sections import (
     ModelConfig,
     MotionConfig,
     PipelineConfig,
+    QualityConfig,
     SourceConfig,
     TrackingConfig,
 )
@@ -44,6 +45,7 @@ class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)

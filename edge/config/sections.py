@@ -98,6 +98,16 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """Which crops are worth classifying (:mod:`edge.vision.quality`): a face whose crop
+    fails is tracked and counted, and not reported with an emotion until one passes."""
+
+    min_face: int = non_negative(36, 4096)
+    min_sharpness: float = non_negative(100.0, 100_000.0)
+    max_turn: float = ranged(0.5, 0.0, 10.0, lo_open=True)
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     """Face identity across frames and temporal smoothing of the emotion."""
 

@@ -28,6 +28,7 @@ import numpy as np
 from edge.capture.queues import FrameQueue
 from edge.capture.reconnect import Reconnecting
 from edge.capture.sources import Frame, FrameSource, SourceError
+from edge.config import QualityConfig
 from edge.events import EmotionEvent
 from edge.sinks import Sink
 from edge.sinks.group import SinkGroup
@@ -35,6 +36,7 @@ from edge.stats import Stats
 from edge.vision.boxes import Box
 from edge.vision.faces import FaceDetector, extract_faces
 from edge.vision.motion import Motion
+from edge.vision.quality import judge
 from edge.vision.schedule import DetectionSchedule, Tracked
 from edge.vision.tracking import Tracker
 
@@ -74,6 +76,7 @@ class FrameResult:
     probs: np.ndarray | None = None
     done: bool = False  # a worker's end-of-stream marker
     searched: bool = True  # see Found.searched
+    withheld: list[str | None] | None = None  # per box: why its crop was not classified
 
 
 @dataclass
@@ -103,6 +106,7 @@ class PipelineSettings:
         drop_oldest: drop the oldest frame when behind; ``None``: when the source is live.
         rate: pace reading at this many frames per second (replaying a file as a camera).
         reconnect: (initial, max) seconds between attempts to reopen a failed live source.
+        quality: which crops are worth classifying (:mod:`edge.vision.quality`).
     """
 
     margin: float = 0.15
@@ -111,6 +115,7 @@ class PipelineSettings:
     drop_oldest: bool | None = None
     rate: float | None = None
     reconnect: tuple[float, float] = (1.0, 30.0)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
 
 class Classifier(Protocol):
@@ -288,7 +293,6 @@ class Pipeline:
     def _worker(self, detector: FaceDetector, classifier: Classifier) -> None:
         stats, margin = self.stats, self.settings.margin
         crops: np.ndarray | None = None
-        empty = np.empty((0, len(classifier.labels)), np.float32)
         while not self.abort_event.is_set():
             taken = self.frames.take(timeout=_POLL_S)
             if taken is None:
@@ -300,26 +304,32 @@ class Pipeline:
             frame = item.frame
             found = self.schedule.find(detector, frame, order, item.motion)
             boxes = found.boxes
-            classify = [not reuse for reuse in found.reuse]
-            fresh = [b for b, c in zip(boxes, classify, strict=True) if c]
+            fresh = [i for i, reuse in enumerate(found.reuse) if not reuse]
+            rows = np.full((len(boxes), len(classifier.labels)), np.nan, np.float32)
+            withheld: list[str | None] = [None] * len(boxes)
             if fresh:
                 t0 = time.perf_counter()
-                crops = extract_faces(frame.gray, fresh, margin, crops)
+                crops = extract_faces(frame.gray, [boxes[i] for i in fresh], margin, crops)
+                turns = found.turns or [None] * len(boxes)
+                for k, i in enumerate(fresh):
+                    withheld[i] = judge(boxes[i], crops[k], self.settings.quality, turns[i])
+                usable = [k for k, i in enumerate(fresh) if withheld[i] is None]
                 t1 = time.perf_counter()
-                probs = classifier.classify(crops)
-                t2 = time.perf_counter()
                 stats.record("crop", t1 - t0)
-                stats.record("classify", t2 - t1)
-                stats.record("classify_face", (t2 - t1) / len(fresh))
-            else:
-                probs = empty
+                if usable:
+                    probs = classifier.classify(crops[usable])
+                    t2 = time.perf_counter()
+                    stats.record("classify", t2 - t1)
+                    stats.record("classify_face", (t2 - t1) / len(usable))
+                    rows[[fresh[k] for k in usable]] = probs
+                if len(usable) < len(fresh):
+                    stats.add("classify_withheld", len(fresh) - len(usable))
             if len(fresh) < len(boxes):
                 # NaN rows: the tracker carries the face's last probabilities over.
                 stats.add("classify_reused", len(boxes) - len(fresh))
-                rows = np.full((len(boxes), len(classifier.labels)), np.nan, np.float32)
-                rows[classify] = probs
-                probs = rows
-            self.results.put(FrameResult(order, frame, boxes, probs, searched=found.searched))
+            probs = rows
+            self.results.put(FrameResult(order, frame, boxes, probs, searched=found.searched,
+                                         withheld=withheld))
 
     def _collector(self) -> None:
         pending: list[tuple[int, int, FrameResult]] = []
@@ -343,14 +353,15 @@ class Pipeline:
                 assert frame is not None
                 t0 = time.perf_counter()
                 events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs,
-                                        searched=res.searched)
+                                        searched=res.searched, withheld=res.withheld)
                 stats.record("track", time.perf_counter() - t0)
                 if self.schedule.follows_tracks:
                     self.schedule.track([Tracked(t.box, t.confirmed and t.missed == 0, t.id)
                                          for t in tracker.tracks])
                 for ev in events:
                     self.events.put(ev)
-                stats.set("faces", sum(1 for t in tracker.tracks if t.confirmed))
+                stats.set("faces", tracker.counted())
+                stats.set("withheld", tracker.withheld())
                 stats.set("dominant", tracker.dominant())
                 if res.boxes:
                     stats.add("faces_detected", len(res.boxes))

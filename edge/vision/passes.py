@@ -25,6 +25,7 @@ from edge.stats import Stats
 from edge.vision.boxes import Box, iou_matrix
 from edge.vision.motion import Motion
 from edge.vision.plans import Found, Tracked
+from edge.vision.quality import turn
 from edge.vision.yunet import YuNetDetector
 
 #: Overlap at which a found box is the same face as a tracked one (as the tracker's).
@@ -110,7 +111,11 @@ class PassSchedule:
             self.stats.add("detect_kept", len(plan.reuse))
             return Found(list(plan.reuse), [True] * len(plan.reuse), searched=False)
         t0 = time.perf_counter()
-        boxes = detector.detect(frame.gray, frame.small_gray)
+        found = detector.find(frame.gray, frame.small_gray)
         self.stats.record("detect", time.perf_counter() - t0)
         self.stats.add("detect_full")
-        return Found(boxes, reused(boxes, plan))
+        boxes = [d.box for d in found]
+        turns: list[float | None] = [
+            turn((d.landmarks.right_eye, d.landmarks.left_eye), d.landmarks.nose)
+            for d in found]
+        return Found(boxes, reused(boxes, plan), turns=turns)

@@ -55,6 +55,9 @@ class Found:
     boxes: list[Box]
     reuse: list[bool]
     searched: bool = True
+    #: per box, how far the face is turned (:func:`edge.vision.quality.turn`), when the
+    #: detector gives landmarks
+    turns: list[float | None] | None = None
 
 
 def held(box: Box, plan: Plan) -> bool:

@@ -36,6 +36,8 @@ class Track:
     reported: int = -1
     candidate: int = -1
     candidate_frames: int = 0
+    usable: bool = True  # has had a crop worth classifying (edge.vision.quality)
+    withheld: str | None = None  # why its latest crop was not classified, if it was not
 
     @property
     def emotion_index(self) -> int:
@@ -66,7 +68,8 @@ class Tracker:
         self._last_summary: float | None = None
 
     def update(self, frame: int, ts: float, mono: float, boxes: list[Box],
-               probs: np.ndarray, searched: bool = True) -> list[EmotionEvent]:
+               probs: np.ndarray, searched: bool = True,
+               withheld: list[str | None] | None = None) -> list[EmotionEvent]:
         """Advance by one frame; returns the events this frame causes.
 
         Args:
@@ -79,19 +82,26 @@ class Tracker:
                 face's latest classification again; such a box never starts a new face.
             searched: False when the detector did not look at this frame (the boxes are
                 faces kept from its last pass): a face without a box then misses nothing.
+            withheld: per box, why its crop was not worth classifying (its row is then
+                NaN), or None. Such a face is tracked and counted; it is reported, with
+                its emotion, only once it has had a usable crop.
         """
         events: list[EmotionEvent] = []
+        why = withheld or [None] * len(boxes)
         matches, new_boxes = self._associate(boxes)
         alpha = self.cfg.smoothing
         for track, i in matches:
             track.box = boxes[i]
+            track.withheld = why[i]
             if not np.isnan(probs[i, 0]):
                 track.last = probs[i]
+                if not track.usable:  # its first reading: nothing to smooth with
+                    track.usable, track.probs = True, probs[i].astype(np.float64)
             track.probs = (1.0 - alpha) * track.probs + alpha * track.last
             track.hits += 1
             track.missed = 0
             if not track.confirmed:
-                if track.hits >= self.cfg.min_hits:
+                if track.hits >= self.cfg.min_hits and track.usable:
                     events.append(self._confirm(track, frame, ts, mono))
             else:
                 events += self._check_change(track, frame, ts, mono)
@@ -107,13 +117,18 @@ class Tracker:
                 if track.confirmed:
                     events.append(self._event(track, "left", frame, ts, mono))
         for i in new_boxes:
-            if np.isnan(probs[i, 0]):
+            if why[i] is not None:
+                flat = np.full(len(self.labels), 1.0 / len(self.labels))
+                track = Track(self._next_id, boxes[i], flat, flat, usable=False,
+                              withheld=why[i])
+            elif np.isnan(probs[i, 0]):
                 continue
-            track = Track(self._next_id, boxes[i], probs[i].astype(np.float64).copy(),
-                          probs[i])
+            else:
+                track = Track(self._next_id, boxes[i], probs[i].astype(np.float64).copy(),
+                              probs[i])
             self._next_id += 1
             self.tracks.append(track)
-            if self.cfg.min_hits <= 1:
+            if self.cfg.min_hits <= 1 and track.usable:
                 events.append(self._confirm(track, frame, ts, mono))
         if self.cfg.summary_every_s > 0:
             if self._last_summary is None:
@@ -123,6 +138,19 @@ class Tracker:
                 events += [self._event(t, "summary", frame, ts, mono)
                            for t in self.tracks if t.confirmed]
         return events
+
+    def counted(self) -> int:
+        """Faces in view: the reported ones and those seen long enough whose emotion is
+        withheld (:meth:`withheld`)."""
+        return sum(1 for t in self.tracks if t.confirmed or t.hits >= self.cfg.min_hits)
+
+    def withheld(self) -> dict[str, int]:
+        """Faces in view whose latest crop was not classified, by reason."""
+        counts: dict[str, int] = {}
+        for t in self.tracks:
+            if t.withheld and (t.confirmed or t.hits >= self.cfg.min_hits):
+                counts[t.withheld] = counts.get(t.withheld, 0) + 1
+        return counts
 
     def flush(self, frame: int, ts: float, mono: float) -> list[EmotionEvent]:
         """End of stream: every confirmed face leaves."""
@@ -200,4 +228,5 @@ class Tracker:
         return EmotionEvent(
             ts=ts, device=self.device, face=track.id, type=kind, emotion=self.labels[idx],
             confidence=float(track.probs[idx]), probs=probs, box=track.box, frame=frame,
-            model=self.model_id, id=f"{self.run}-{self._events}", captured_mono=mono)
+            model=self.model_id, id=f"{self.run}-{self._events}", captured_mono=mono,
+            withheld=track.withheld)

@@ -266,7 +266,7 @@ def _status(parts: WebParts) -> dict:
     status = {"fps": snap["fps"], "source": g.get("source", "ok"),
               "frames": c.get("frames", 0), "dropped": g.get("dropped", 0),
               "events": c.get("events", 0), "uptime_s": snap["uptime_s"],
-              "detector": g.get("detector")}
+              "detector": g.get("detector"), "withheld": g.get("withheld", {})}
     if parts.mqtt is not None:
         status.update(mqtt_connected=parts.mqtt.connected, spooled=len(parts.mqtt.spool),
                       discarded=parts.mqtt.discarded)
