@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.capture.image_files import write_image
 from edge.capture.sources import Frame
 from edge.stats import Stats
 from edge.vision.boxes import Box
@@ -83,8 +84,7 @@ def probability_chart(faces: Sequence[dict[str, float]], path: str | Path,
                           _COLOURS.get(label, (120, 120, 120)), -1)
             cv2.putText(canvas, f"{p:.0%}", (label_w + bar_w + 6, y + 15),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), canvas):
-        raise OSError(f"{path}: cannot write the chart")
+    write_image(path, canvas)
 
 
 class VideoAnnotator:

@@ -363,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("--source %s: no such video file", source)
         return 2
     try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        log.error("--source: %r is not a UTF-8 file name, which OpenCV cannot open; rename "
+                  "the file", source.encode("utf-8", "surrogateescape"))
+        return 2
+    try:
         overrides: dict[str, object] = {"model.path": args.model} if args.model else {}
         if args.web:
             overrides.update({"web.enabled": True, "web.port": 0})

@@ -13,10 +13,14 @@ import logging
 import sys
 from pathlib import Path
 
-import cv2
-
 from edge.annotate import draw_faces, probability_chart
-from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
+from edge.capture.image_files import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    check_writable_suffix,
+    read_image,
+    write_image,
+)
 from edge.capture.sources import list_images
 from edge.config import Config, load
 from edge.model import EmotionClassifier
@@ -32,6 +36,20 @@ def _out_path(out: str, image: Path, many: bool, suffix: str) -> Path:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{image.stem}{suffix}"
+
+
+def _output_problem(out: str, many: bool) -> str | None:
+    """Why ``out`` cannot take the outputs (one file, or a folder for several), if so."""
+    if many:
+        return (f"{out}: a file; several images need a folder to write into"
+                if Path(out).exists() and not Path(out).is_dir() else None)
+    if Path(out).is_dir():
+        return f"{out}: a folder; one image needs a file name (e.g. out.jpg)"
+    try:
+        check_writable_suffix(out)
+    except ImageError as exc:
+        return str(exc)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in missing:
         log.error("%s: no such file or folder", name)
     paths = list_images([a for a in args.images if a not in missing])
+    for flag, out in (("--annotate", args.annotate), ("--chart", args.chart)):
+        problem = _output_problem(out, len(paths) > 1) if out else None
+        if problem:
+            log.error("%s %s", flag, problem)
+            return 2
     if not paths:
         if len(missing) < len(args.images):
             log.error("no images found in %s (looked for %s)", " ".join(
@@ -98,8 +121,10 @@ def _predict_all(args: argparse.Namespace, paths: list[Path], cfg: Config,
             out = _out_path(args.annotate, path, many, "_annotated.jpg")
             draw_faces(image, [tuple(f["box"]) for f in faces], [f["emotion"] for f in faces],
                        [f["confidence"] for f in faces])
-            if not cv2.imwrite(str(out), image):
-                log.error("%s: cannot write the annotated image", out)
+            try:
+                write_image(out, image)
+            except (OSError, ImageError) as exc:
+                log.error("%s", exc)
                 failed += 1
             else:
                 print(f"{path}: annotated image written to {out}", file=sys.stderr)
@@ -107,7 +132,7 @@ def _predict_all(args: argparse.Namespace, paths: list[Path], cfg: Config,
             out = _out_path(args.chart, path, many, "_chart.png")
             try:
                 probability_chart([f["probs"] for f in faces], out, title=path.name)
-            except OSError as exc:
+            except (OSError, ImageError) as exc:
                 log.error("%s", exc)
                 failed += 1
             else:

@@ -6,7 +6,15 @@ went away between receiving it and acknowledging it) but is never lost. A consum
 therefore subscribes to the wildcard ``<prefix>/+/event`` in a persistent session (a
 fixed client id, QoS 1: the broker keeps what arrives while the consumer is away) and
 drops any event whose ``id`` it has already seen. It writes each new event as one JSON
-line, to stdout or a file, for a database, a dashboard or a script.
+line, to stdout or a file, for a database, a dashboard or a script. Written to a file,
+the ids of the file's latest events are read back at start, so a restarted consumer does
+not write again what the broker hands it a second time.
+
+Each message is handled on its own: one that is not an event (not JSON, too deep, too
+large, NaN, no string ``id`` and ``device``) is counted as malformed, reported and
+acknowledged, so it can never stop the consumer nor come back after a restart. An event
+whose ``device`` is not the one in its topic is written and reported; one whose id was
+seen with other content is reported and not written.
 
 Exit codes: 0 stopped (SIGTERM, or ``--max-seconds`` reached), 1 broker failure,
 2 bad input, 130 Ctrl-C.
@@ -15,8 +23,10 @@ Exit codes: 0 stopped (SIGTERM, or ``--max-seconds`` reached), 1 broker failure,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -30,25 +40,79 @@ log = logging.getLogger("fleet.consume")
 #: not acknowledged (at most its in-flight window), so this covers any replay many times.
 REMEMBERED_IDS = 1_000_000
 
+#: The largest message taken as an event: a device's events are a few hundred bytes.
+MAX_EVENT_BYTES = 64 * 1024
+
 
 class Deduplicator:
-    """Remembers the latest ``size`` event ids; :meth:`first` is True once per id."""
+    """Remembers the latest ``size`` event ids with a digest of their content;
+    :meth:`first` is True once per id."""
 
     def __init__(self, size: int = REMEMBERED_IDS) -> None:
         self.size = size
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, str] = OrderedDict()
         self.duplicates = 0
+        self.conflicts = 0
 
-    def first(self, event_id: str) -> bool:
-        """Whether ``event_id`` is new (and remember it)."""
+    def first(self, event_id: str, digest: str = "") -> bool:
+        """Whether ``event_id`` is new (and remember it). A repeat with another
+        ``digest`` (the same id, other content) is counted as a conflict."""
         if event_id in self._seen:
             self._seen.move_to_end(event_id)
-            self.duplicates += 1
+            if digest and self._seen[event_id] and self._seen[event_id] != digest:
+                self.conflicts += 1
+                log.warning("event %s arrived again with other content; the first one "
+                            "stands", event_id)
+            else:
+                self.duplicates += 1
             return False
-        self._seen[event_id] = None
+        self._seen[event_id] = digest
         if len(self._seen) > self.size:
             self._seen.popitem(last=False)
         return True
+
+
+def digest_of(event: dict) -> str:
+    """A digest of an event's content, the same for the same event however it is spaced."""
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_event(payload: bytes) -> dict:
+    """The event in ``payload``, or ValueError saying why it is none."""
+    if len(payload) > MAX_EVENT_BYTES:
+        raise ValueError(f"{len(payload)} bytes, above {MAX_EVENT_BYTES}")
+    try:
+        event = json.loads(payload, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(event, dict):
+        raise ValueError("not a JSON object")
+    for key in ("id", "device"):
+        if not isinstance(event.get(key), str) or not event[key]:
+            raise ValueError(f"no string '{key}'")
+    return event
+
+
+def remembered(path: Path, size: int = REMEMBERED_IDS) -> Deduplicator:
+    """The de-duplication memory of an output file's latest ``size`` events."""
+    dedupe = Deduplicator(size)
+    if not path.is_file():
+        return dedupe
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                event = parse_event(line.encode())
+            except ValueError:
+                continue
+            dedupe.first(event["id"], digest_of(event))
+    return dedupe
 
 
 class FleetConsumer:
@@ -64,21 +128,28 @@ class FleetConsumer:
         self.dedupe = dedupe or Deduplicator()
         self.per_device: Counter[str] = Counter()
         self.malformed = 0
+        self.mismatched = 0
         self._lock = threading.Lock()
 
     def handle(self, topic: str, payload: bytes) -> bool:
-        """One message; True when it was a new event and was written."""
+        """One message; True when it was a new event and was written. Never raises for a
+        message's content."""
         try:
-            event = json.loads(payload)
-            event_id, device = event["id"], event["device"]
-        except (ValueError, TypeError, KeyError):
+            event = parse_event(payload)
+        except ValueError as exc:
             self.malformed += 1
-            log.warning("%s: not an event (no JSON with id and device); skipped", topic)
+            log.warning("%s: not an event (%s); skipped", topic, exc)
             return False
+        device = event["device"]
+        parts = topic.split("/")
         with self._lock:
-            if not self.dedupe.first(str(event_id)):
+            if not self.dedupe.first(event["id"], digest_of(event)):
                 return False
-            self.per_device[str(device)] += 1
+            if len(parts) >= 3 and parts[-2] != device:
+                self.mismatched += 1
+                log.warning("%s: event %s says device %r; written, check that device's "
+                            "name", topic, event["id"], device)
+            self.per_device[device] += 1
             self.out.write(json.dumps(event, separators=(",", ":")) + "\n")
             self.out.flush()
         return True
@@ -88,7 +159,8 @@ class FleetConsumer:
         devices = ", ".join(f"{d} {n}" for d, n in sorted(self.per_device.items()))
         return (f"{sum(self.per_device.values())} event(s) from {len(self.per_device)} "
                 f"device(s) ({devices or 'none'}); {self.dedupe.duplicates} duplicate(s) "
-                f"dropped, {self.malformed} malformed")
+                f"dropped, {self.dedupe.conflicts} id conflict(s), {self.malformed} "
+                f"malformed, {self.mismatched} from another device than their topic")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -113,9 +185,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--port: must be in 1..65535, got {args.port}")
     if "/" in args.prefix or "+" in args.prefix or "#" in args.prefix or not args.prefix:
         p.error(f"--prefix: one topic level without '/', '+' or '#', got {args.prefix!r}")
+    if not args.host.strip():
+        p.error("--host: give the broker's host name or address")
+    if not math.isfinite(args.max_seconds) or args.max_seconds < 0:
+        p.error(f"--max-seconds: a finite number of seconds >= 0, got {args.max_seconds}")
+    if not 1 <= len(args.client_id) <= 128 or not args.client_id.isprintable():
+        p.error("--client-id: 1 to 128 printable characters (the broker keeps the session "
+                "under it)")
     for flag, path in (("--password-file", args.password_file), ("--ca-file", args.ca_file)):
         if path is not None and not path.is_file():
-            p.error(f"{flag}: {path}: no such file")
+            p.error(f"{flag}: {path}: no such regular file")
+        if path is not None and path.stat().st_size > 1 << 20:
+            p.error(f"{flag}: {path}: larger than 1 MiB")
+    if args.ca_file is not None and b"-----BEGIN CERTIFICATE-----" not in args.ca_file.read_bytes():
+        p.error(f"--ca-file: {args.ca_file}: not a PEM certificate")
+    if args.out is not None and args.out.exists() and not args.out.is_file():
+        p.error(f"--out: {args.out}: not a regular file")
     return args
 
 
@@ -143,7 +228,12 @@ def _client(args: argparse.Namespace, consumer: FleetConsumer, stop: threading.E
         log.info("subscribed to %s on %s:%d", topic, args.host, args.port)
 
     def on_message(c: Any, userdata: Any, msg: Any) -> None:
-        consumer.handle(msg.topic, msg.payload)
+        try:
+            consumer.handle(msg.topic, msg.payload)
+        except OSError as exc:  # the output: stop rather than acknowledge what is lost
+            failure.append(f"--out: cannot write ({exc.strerror or exc})")
+            stop.set()
+            raise
 
     client.on_connect, client.on_message = on_connect, on_message
     return client
@@ -160,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("--out: cannot write %s (%s)", args.out, exc.strerror or exc)
         return 2
-    consumer = FleetConsumer(out)
+    consumer = FleetConsumer(out, remembered(args.out) if args.out else None)
     client = _client(args, consumer, stop, failure)
     try:
         client.connect(args.host, args.port, keepalive=30)

@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.port <= 65535:
         p.error(f"--port: must be in 1..65535, got {args.port}")
+    if not args.prefix or any(c in args.prefix for c in "/+#") or not args.prefix.isprintable():
+        p.error(f"--prefix: one topic level without '/', '+' or '#', got {args.prefix!r}")
     if not 1 <= args.devices <= 10_000:
         p.error(f"--devices: must be in 1..10000, got {args.devices}")
     if not 0 < args.rate <= 1000 or not 0 < args.seconds <= 3600:

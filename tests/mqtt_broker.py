@@ -29,7 +29,8 @@ class Broker:
     """Mosquitto on 127.0.0.1:``port`` with an optional password file and TLS listener."""
 
     def __init__(self, workdir: Path, port: int | None = None,
-                 passwords: dict[str, str] | None = None, tls: dict[str, Path] | None = None):
+                 passwords: dict[str, str] | None = None, tls: dict[str, Path] | None = None,
+                 extra: list[str] | None = None):
         self.workdir = workdir
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -50,6 +51,7 @@ class Broker:
             lines += ["allow_anonymous true"]
         if tls:
             lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"]
+        lines += extra or []
         self.conf = workdir / f"mosquitto-{self.port}.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 
@@ -69,6 +71,13 @@ class Broker:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to save anything on the way out."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
             self.proc.wait(5)
         self.proc = None
 

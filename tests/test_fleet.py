@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.consume import Deduplicator, FleetConsumer
+from fleet.consume import Deduplicator, FleetConsumer, remembered
 from tests.fixtures import wait_until
 from tests.mqtt_broker import Broker, free_port, mosquitto_binary
 
@@ -37,7 +37,50 @@ def test_the_consumer_writes_each_event_once(tmp_path: Path) -> None:
     assert [json.loads(line)["id"] for line in (tmp_path / "events.jsonl").open()] == [
         "r1-1", "r2-1"]
     assert consumer.summary() == ("2 event(s) from 2 device(s) (a 1, b 1); 1 duplicate(s) "
-                                  "dropped, 1 malformed")
+                                  "dropped, 0 id conflict(s), 1 malformed, 0 from another "
+                                  "device than their topic")
+
+
+@pytest.mark.parametrize("payload", [
+    b"[" * 200_000,                                  # too deep for the JSON parser
+    b'{"id": "x", "device": "a", "v": NaN}',         # not JSON, and not writable as JSON
+    b'{"id": 1, "device": "a"}',                     # a number, not a string id
+    b'{"id": null, "device": "a"}',
+    b'{"id": "", "device": "a"}',
+    b'["id", "device"]',
+    b"\xff\xfe",                                     # not UTF-8
+    b'{"id": "big", "device": "a", "pad": "' + b"x" * 70_000 + b'"}',
+])
+def test_a_message_that_is_not_an_event_is_counted_and_never_stops_the_consumer(
+        tmp_path: Path, payload: bytes) -> None:
+    out = (tmp_path / "events.jsonl").open("w")
+    consumer = FleetConsumer(out)
+    assert not consumer.handle("p/a/event", payload)
+    assert consumer.handle("p/a/event", b'{"id": "r1-1", "device": "a"}')
+    out.close()
+    assert consumer.malformed == 1
+    assert [json.loads(line)["id"] for line in (tmp_path / "events.jsonl").open()] == ["r1-1"]
+
+
+def test_a_restarted_consumer_remembers_what_its_file_holds(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    event = json.dumps({"id": "r1-1", "device": "a"}).encode()
+    for _ in range(3):  # three starts, the broker handing the retained event each time
+        with path.open("a") as out:
+            FleetConsumer(out, remembered(path)).handle("p/a/event", event)
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_conflicting_ids_and_foreign_devices_are_reported(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    out = (tmp_path / "events.jsonl").open("w")
+    consumer = FleetConsumer(out)
+    assert consumer.handle("p/a/event", b'{"id": "1", "device": "a", "emotion": "happy"}')
+    assert not consumer.handle("p/a/event", b'{"id": "1", "device": "a", "emotion": "sad"}')
+    assert consumer.dedupe.conflicts == 1 and "other content" in caplog.text
+    assert consumer.handle("p/a/event", b'{"id": "2", "device": "b"}')
+    assert consumer.mismatched == 1 and "says device 'b'" in caplog.text
 
 
 def test_the_id_memory_is_bounded() -> None:
@@ -48,7 +91,12 @@ def test_the_id_memory_is_bounded() -> None:
 
 def test_bad_consumer_flags_exit_2() -> None:
     for args, message in ((["--prefix", "a/b"], "--prefix"), (["--port", "0"], "--port"),
-                          (["--ca-file", "/nonexistent"], "no such file"),
+                          (["--ca-file", "/nonexistent"], "no such regular file"),
+                          (["--ca-file", __file__], "not a PEM certificate"),
+                          (["--max-seconds", "inf"], "--max-seconds"),
+                          (["--client-id", ""], "--client-id"),
+                          (["--client-id", "x" * 70_000], "--client-id"),
+                          (["--host", ""], "--host"),
                           (["--out", "/nonexistent/dir/events.jsonl"], "--out: cannot write")):
         r = subprocess.run([sys.executable, "-m", "fleet.consume", *args], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)

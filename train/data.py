@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.capture.image_files import IMAGE_SUFFIXES
+from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
 from edge.preprocessing import EMOTIONS, FACE_SIZE, resize_face
 from train.faceset import CLASS_ALIASES, DataError, FaceSet, stratified_split, subset
 from train.own_faces import is_own_faces, load_own_faces
@@ -171,9 +171,10 @@ def load_folder_split(root: Path, usage: str) -> FaceSet:
         if not files:
             raise DataError(f"{class_dir}: empty class folder (no .png/.jpg images)")
         for f in files:
-            img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
-            if img is None:
-                raise DataError(f"{f}: unreadable image")
+            try:
+                img = read_image(f, cv2.IMREAD_GRAYSCALE)
+            except ImageError as exc:
+                raise DataError(str(exc)) from None
             images.append(resize_face(img))
             labels.append(label)
     return FaceSet(

@@ -22,9 +22,9 @@ log = logging.getLogger("train.prepare")
 def prepare(photos: Path, out: Path, config: str | None = None) -> int:
     """Crop every class folder of ``photos`` into ``out`` with the detector of ``config``
     (a device config file; default: the built-in defaults); returns the faces written."""
-    import cv2
 
     from edge.assemble import build_detector
+    from edge.capture.image_files import write_image
     from edge.config import load
     from edge.preprocessing import EMOTIONS
     from train.own_faces import HELD_OUT, TINY_TEST, CropReport, crop_faces
@@ -51,17 +51,30 @@ def prepare(photos: Path, out: Path, config: str | None = None) -> int:
             log.warning("%s: about %d face(s) will be tested on, too few for an accuracy to "
                         "compare models by; add photos (at least %d test faces)", source,
                         test, TINY_TEST)
+        taken: set[str] = set()
         for face, label, photo in zip(faces, labels, files, strict=True):
             folder = target / EMOTIONS[label]
             folder.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(folder / f"{photo.stem}.png"), face):
-                raise OSError(f"{folder}: cannot write {photo.stem}.png")
+            write_image(folder / _distinct(photo, folder, taken), face)
             written += 1
     if rejected:
         out.mkdir(parents=True, exist_ok=True)
         listing.write_text("photo\treason\n" + "\n".join(rejected) + "\n")
         log.info("%d photo(s) left out, each listed with why in %s", len(rejected), listing)
     return written
+
+
+def _distinct(photo: Path, folder: Path, taken: set[str]) -> str:
+    """An output name for ``photo`` no other photo of this run has taken in ``folder``
+    (``a.jpg``, ``a.png`` and ``A.JPG`` are three faces, on a case-blind disk too)."""
+    name = f"{photo.stem}.png"
+    if f"{folder}/{name}".lower() in taken:
+        name = f"{photo.stem}_{photo.suffix.lstrip('.').lower()}.png"
+    n = 2
+    while f"{folder}/{name}".lower() in taken:
+        name, n = f"{photo.stem}_{photo.suffix.lstrip('.').lower()}_{n}.png", n + 1
+    taken.add(f"{folder}/{name}".lower())
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from train.own_faces import is_own_faces
 
-    photos = Path(args.photos)
+    photos, out = Path(args.photos).resolve(), Path(args.out).resolve()
+    if out == photos or photos in out.parents:
+        log.error("%s: the output folder is inside the photos; give another folder, so "
+                  "no photo is overwritten by its crop", args.out)
+        return 2
     if not is_own_faces(photos):
         log.error("%s: expected class folders (happy/, sad/, neutral/ ...) of photos", photos)
         return 2

@@ -205,3 +205,39 @@ def _pnm_size(data: bytes) -> tuple[int, int]:
             if len(fields) == 2:
                 return fields[0], fields[1]
     raise ValueError("PGM/PPM header without a size; the file is corrupt")
+
+
+#: What :func:`write_image` encodes, by suffix.
+WRITABLE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+
+
+def check_writable_suffix(path: str | Path) -> None:
+    """Refuse an output image path whose suffix names no format :func:`write_image` writes.
+
+    Raises:
+        ImageError: no suffix, or another one.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITABLE_SUFFIXES:
+        raise ImageError(f"{path}: an image is written as "
+                         f"{', '.join(sorted(WRITABLE_SUFFIXES))}; end the name with one")
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Encode ``image`` by ``path``'s suffix and write it.
+
+    The bytes are encoded in memory and written by Python, so any file name the system
+    takes works (OpenCV's own file writer crashes on names that are not UTF-8).
+
+    Raises:
+        ImageError: the suffix names no format written here.
+        OSError: the file cannot be written (the message names it).
+    """
+    check_writable_suffix(path)
+    ok, data = cv2.imencode(Path(path).suffix.lower(), image)
+    if not ok:
+        raise ImageError(f"{path}: the image could not be encoded")
+    try:
+        Path(path).write_bytes(data.tobytes())
+    except OSError as exc:
+        raise OSError(f"{path}: cannot write ({exc.strerror or exc})") from None

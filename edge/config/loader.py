@@ -102,6 +102,7 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
                 raise ConfigError(f"{key}: '{part}' is not a section")
         node[parts[-1]] = value
     no_source = path is not None and data.get("source") is None
+    _refuse_undecodable_paths(data)
     cfg = build(Config, data, "")
     if no_source:
         log.warning("%s: no source given; using camera 0, retried until it opens (set "
@@ -137,6 +138,24 @@ PATH_KEYS: tuple[str, ...] = (
 
 #: Cascade names that are not paths (see ``edge.vision.faces.cascade_path``).
 _CASCADE_NAMES = ("default", "alt2", "alt", "alt_tree", "lbp")
+
+
+def _refuse_undecodable_paths(data: dict[str, Any]) -> None:
+    """A file name that is not valid UTF-8 crashes OpenCV's file functions (a signal,
+    not an error): refuse it here, in one line, before anything opens it."""
+    for key in PATH_KEYS:
+        *sections, name = key.split(".")
+        node: Any = data
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        value = node.get(name) if isinstance(node, dict) else None
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{key}: {value.encode('utf-8', 'surrogateescape')!r} is "
+                                  "not a UTF-8 file name, which OpenCV cannot open; rename "
+                                  "the file") from None
 
 
 def _resolve_paths(data: dict[str, Any], folder: Path) -> None:

@@ -69,6 +69,7 @@ class MqttSinkConfig:
     password_env: str | None = None
     tls: MqttTlsConfig = field(default_factory=MqttTlsConfig)
     max_inflight: int = positive(20, 65_535)
+    replay_s: float = non_negative(5.0, 3600.0)
     spool_max_events: int = positive(100_000, 100_000_000)
     state_every_s: float = positive(5.0, DAY_S)
     reconnect: Backoff = field(default_factory=lambda: Backoff(1.0, 60.0))

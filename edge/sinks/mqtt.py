@@ -11,10 +11,17 @@ when the broker has acknowledged it. A delivery thread publishes from the head o
 spool, at most ``max_inflight`` at a time; after a reconnect it starts again from the
 head, so an event whose acknowledgement was lost may arrive twice (consumers de-duplicate
 by the event ``id``, unique across restarts) but none is missing and the order is kept.
+
+A broker acknowledges an event before it has written it to disk (Mosquitto saves its
+queues every ``autosave_interval``), so a broker killed outright can lose what it had
+just acknowledged. After every reconnect the sink therefore publishes again the events
+acknowledged in the ``replay_s`` seconds before the connection was lost: duplicates the
+consumer drops by ``id``, and nothing a crash took.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -101,6 +108,8 @@ class MqttSink:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._lost_at: float | None = None  # when a connection that was up went down
+        self.replayed = 0
         self._last_refusal = ""  # the last cause said out loud: each cause once, not per retry
         self._closing = False
         self._warned_full = -math.inf  # when the spool's last "full" warning was logged
@@ -197,6 +206,7 @@ class MqttSink:
         if self._closing:
             log.info("MQTT disconnected (stopping)")
         elif self._connected.is_set():
+            self._lost_at = time.monotonic()
             log.warning("MQTT disconnected (%s); events are spooled until the broker is back",
                         reason)
         else:
@@ -264,26 +274,37 @@ class MqttSink:
                 self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     def _deliver_until_stopped(self) -> None:
-        inflight: dict[int, int] = {}  # mid -> spool id
+        inflight: dict[int, tuple[int, str, str]] = {}  # mid -> spool id, topic, payload
+        # (acknowledged at, topic, payload), newest last: what a broker crash could take
+        recent: collections.deque[tuple[float, str, str]] = collections.deque()
         last_sent = 0
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
+            now = time.monotonic()
             while True:
                 try:
                     mid = self._acks.get_nowait()
                 except queue.Empty:
                     break
-                entry = inflight.pop(mid, None)
-                if entry is not None:
-                    self.spool.remove(entry)
+                sent = inflight.pop(mid, None)
+                if sent is not None:
+                    self.spool.remove(sent[0])
                     self.delivered += 1
+                    if self.cfg.replay_s:
+                        recent.append((now, sent[1], sent[2]))
+            keep = max(4 * self.cfg.replay_s, 60.0)
+            while recent and (recent[0][0] < now - keep or len(recent) > _REPLAY_MAX):
+                recent.popleft()
             if self._reset.is_set():
                 self._reset.clear()
                 inflight.clear()
                 last_sent = 0
             if not self._connected.is_set():
                 continue
+            if self._lost_at is not None:
+                self._replay(recent, self._lost_at)
+                self._lost_at = None
             room = self.cfg.max_inflight - len(inflight)
             if room <= 0:
                 continue
@@ -291,8 +312,23 @@ class MqttSink:
                 info = self.client.publish(topic, payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break  # disconnected meanwhile; resent from the head after reconnect
-                inflight[info.mid] = entry
+                inflight[info.mid] = (entry, topic, payload)
                 last_sent = entry
+
+    def _replay(self, recent: collections.deque[tuple[float, str, str]],
+                lost_at: float) -> None:
+        """Publish again what the broker acknowledged just before the connection was lost
+        (it may have died before writing it down)."""
+        again = [(topic, payload) for at, topic, payload in recent
+                 if at >= lost_at - self.cfg.replay_s]
+        for topic, payload in again:
+            if self.client.publish(topic, payload, qos=1).rc != mqtt.MQTT_ERR_SUCCESS:
+                return
+        if again:
+            self.replayed += len(again)
+            log.info("MQTT: published again the %d event(s) acknowledged in the %g s before "
+                     "the connection was lost (a broker that died may not have kept them; "
+                     "consumers drop duplicates by id)", len(again), self.cfg.replay_s)
 
     def _publish_discovery(self, client: mqtt.Client) -> None:
         node = f"emotion_edge_{self.device}".replace("-", "_")
@@ -337,6 +373,9 @@ def connect_failure(cfg: MqttSinkConfig, timeout_s: float = 2.0) -> str:
                 "certificate) and that the port is the broker's TLS one")
     return "TCP connects but the connection then fails: check the port is the broker's"
 
+
+#: The most acknowledged events kept for a replay after a reconnect.
+_REPLAY_MAX = 50_000
 
 #: How often a full spool may say so in the log (each discard is counted regardless).
 SPOOL_WARN_EVERY_S = 60.0
