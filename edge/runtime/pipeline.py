@@ -317,7 +317,8 @@ class Pipeline:
                 t1 = time.perf_counter()
                 stats.record("crop", t1 - t0)
                 if usable:
-                    probs = classifier.classify(crops[usable])
+                    probs = classifier.classify(
+                        crops if len(usable) == len(crops) else crops[usable])
                     t2 = time.perf_counter()
                     stats.record("classify", t2 - t1)
                     stats.record("classify_face", (t2 - t1) / len(usable))

@@ -34,7 +34,9 @@ WITHHELD: tuple[str, ...] = ("small", "blurred", "turned")
 
 def sharpness(crop: np.ndarray) -> float:
     """Variance of the Laplacian of a gray crop (higher: sharper)."""
-    return float(cv2.Laplacian(crop, cv2.CV_64F).var())
+    # 16-bit holds a uint8 image's Laplacian exactly, at half the cost of float64.
+    _, sd = cv2.meanStdDev(cv2.Laplacian(crop, cv2.CV_16S))
+    return float(sd[0, 0]) ** 2
 
 
 def turn(eyes: tuple[tuple[float, float], tuple[float, float]],
