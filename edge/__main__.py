@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     if result.error is not None:
         log.error("stopped by an error: %s", result.error)
         return 1
+    failed = {name.split(".", 1)[1]: n for name, n in
+              device.pipeline.stats.snapshot()["counters"].items()
+              if name.startswith("sink_errors.")}
+    if failed:
+        log.error("%s could not write everything (%s failed call(s); see above)",
+                  ", ".join(f"sink {k}" for k in failed), sum(failed.values()))
+        return 1
     return 0
 
 

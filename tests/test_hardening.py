@@ -304,3 +304,77 @@ def test_predict_names_a_missing_file_and_says_where_its_outputs_went(tmp_path: 
     r = predict(str(ROOT / "models/sample/astronaut.jpg"), "--annotate", str(out))
     assert r.returncode == 0, r.stderr
     assert f"annotated image written to {out}" in r.stderr and out.is_file()
+
+
+# -- a third round: file names, full disks, colliding outputs --------------------------------
+
+NOT_UTF8 = os.fsdecode(b"caf\xe9")
+
+
+def _predict(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "edge.predict", *args], cwd=ROOT,
+                          capture_output=True, timeout=120)
+
+
+def test_file_names_that_are_not_utf8_never_reach_opencv(tmp_path: Path) -> None:
+    photo = tmp_path / f"{NOT_UTF8}.jpg"
+    photo.write_bytes((ROOT / "models/sample/astronaut.jpg").read_bytes())
+    out = tmp_path / f"{NOT_UTF8}-out.jpg"
+    r = _predict(str(photo), "--annotate", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and out.stat().st_size > 1000
+    video = tmp_path / f"{NOT_UTF8}.mp4"
+    video.write_bytes((ROOT / "models/sample/astronaut.mp4").read_bytes())
+    r = run_edge("--source", str(video), "--sink", "stdout", "--max-frames", "3")
+    assert r.returncode == 2, r.stderr  # refused in one line, not a SIGSEGV
+    assert "not a UTF-8 file name" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("args", "code", "said"), [
+    (["--annotate", "out.xyz"], 2, b"end the name with one"),
+    (["--annotate", "noext"], 2, b"end the name with one"),
+    (["--chart", "/dev/full"], 2, b"end the name with one"),
+])
+def test_predict_refuses_outputs_it_cannot_write_before_it_starts(
+        args: list[str], code: int, said: bytes) -> None:
+    r = _predict(str(ROOT / "models/sample/astronaut.jpg"), *args)
+    assert r.returncode == code and said in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_predict_wants_a_folder_for_several_images(tmp_path: Path) -> None:
+    existing = tmp_path / "taken.jpg"
+    existing.write_bytes(b"x")
+    other = tmp_path / "other.jpg"
+    other.write_bytes((ROOT / "models/sample/astronaut.jpg").read_bytes())
+    r = _predict(str(ROOT / "models/sample/astronaut.jpg"), str(other), "--annotate",
+                 str(existing))
+    assert r.returncode == 2 and b"several images need a folder" in r.stderr
+
+
+def test_a_full_disk_for_the_event_log_exits_1_in_one_line() -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    r = run_edge("--source", str(ROOT / "models/sample/astronaut.mp4"), "--events",
+                 "/dev/full", "--max-frames", "20")
+    assert r.returncode == 1, r.stderr
+    assert "No space left on device" in r.stderr and "Traceback" not in r.stderr
+    assert "sink log could not write everything" in r.stderr
+
+
+def test_prepare_never_writes_into_its_photos_and_keeps_every_face(tmp_path: Path) -> None:
+    from train.prepare import main as prepare_main
+
+    photos = tmp_path / "photos" / "happy"
+    photos.mkdir(parents=True)
+    face = cv2.imread(str(ROOT / "models/sample/astronaut.jpg"))
+    for name in ("a.jpg", "a.png", "A.JPG"):
+        cv2.imwrite(str(photos / name), face) if name != "A.JPG" else \
+            (photos / name).write_bytes((photos / "a.jpg").read_bytes())
+    assert prepare_main([str(tmp_path / "photos"), str(tmp_path / "photos")]) == 2
+    assert prepare_main([str(tmp_path / "photos"), str(tmp_path / "photos" / "out")]) == 2
+    assert prepare_main([str(tmp_path / "photos"), str(tmp_path / "faces")]) == 0
+    written = sorted(p.name.lower() for p in (tmp_path / "faces" / "happy").iterdir())
+    assert len(written) == 3 and len(set(written)) == 3

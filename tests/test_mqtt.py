@@ -294,3 +294,28 @@ sinks:
         assert states and {"faces", "dominant", "fps", "source"} <= set(states[-1])
     finally:
         sub.close()
+
+
+def test_two_devices_of_one_name_are_told_apart_in_one_line(
+        broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    first = make_sink(broker.port, tmp_path / "a")
+    second = make_sink(broker.port, tmp_path / "b")  # the same device name: "cam"
+    try:
+        said = "another client probably uses this device's client id"
+        assert wait_until(lambda: said in caplog.text, timeout=60)
+        assert caplog.text.count(said) == 1  # said once, not on every takeover
+        assert "'emotion-edge-cam'" in caplog.text
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_device_name_defaults_to_the_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from edge.config import load
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "class room/3")
+    assert load(None).device == "class-room-3"
+    monkeypatch.setattr(socket, "gethostname", lambda: "")
+    assert load(None).device == "edge"

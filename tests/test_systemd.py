@@ -86,7 +86,7 @@ def test_installer_is_idempotent_and_keeps_the_config(tmp_path: Path) -> None:
     unit = (root / "etc/systemd/system/emotion-edge.service").read_text()
     assert "ExecStart=/opt/ee/venv/bin/python -m edge" in unit
 
-    config.write_text(config.read_text().replace("device: edge-1", "device: hall"))
+    config.write_text(config.read_text().replace("# device: hall", "device: hall"))
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert second.returncode == 0, second.stderr
     assert "kept the existing config" in second.stdout

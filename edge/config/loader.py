@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import os
+import socket
 import sys
 import types
 from dataclasses import dataclass, field
@@ -35,11 +36,18 @@ from edge.config.sections import (
 log = logging.getLogger(__name__)
 
 
+def host_device_name() -> str:
+    """This machine's host name as a device name (a topic level: no '/', '#', '+' or
+    spaces), so two devices installed the same way do not share one name."""
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return name.strip("-.") or "edge"
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole device configuration."""
 
-    device: str = "edge-1"
+    device: str = field(default_factory=host_device_name)
     state_dir: str = "state"
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)

@@ -50,7 +50,11 @@ class SinkGroup:
         for sink in self.sinks:
             try:
                 sink.close()
+            except OSError as exc:  # a full or vanished disk: the user's to fix, in one line
+                self.stats.add(f"sink_errors.{sink.name}")
+                log.error("sink %s failed: %s", f"{sink.name}.close", exc)
             except Exception:
+                self.stats.add(f"sink_errors.{sink.name}")
                 log.exception("closing sink %s failed", sink.name)
 
     def _call(self, sink: Sink, method: str, *args: object) -> None:

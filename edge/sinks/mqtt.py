@@ -81,8 +81,8 @@ class MqttSink:
             log.info("MQTT spool holds %d undelivered event(s) from before; replaying them",
                      len(self.spool))
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=cfg.client_id or f"emotion-edge-{device}",
+        self.client_id = cfg.client_id or f"emotion-edge-{device}"
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv311)
         if cfg.username:
             client.username_pw_set(cfg.username, password)
@@ -109,6 +109,8 @@ class MqttSink:
         self._stop = threading.Event()
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._lost_at: float | None = None  # when a connection that was up went down
+        self._up_at = 0.0  # when the current connection was accepted
+        self._short_lived: list[float] = []  # when connections closed soon after opening
         self.replayed = 0
         self._last_refusal = ""  # the last cause said out loud: each cause once, not per retry
         self._closing = False
@@ -187,6 +189,7 @@ class MqttSink:
             self._say(logging.ERROR, f"refused the connection: {text}{hint}")
             return
         self._last_refusal = ""
+        self._up_at = time.monotonic()
         log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
         client.publish(self.topic_status, "online", qos=1, retain=True)
         if self.cfg.homeassistant_discovery:
@@ -206,9 +209,20 @@ class MqttSink:
         if self._closing:
             log.info("MQTT disconnected (stopping)")
         elif self._connected.is_set():
-            self._lost_at = time.monotonic()
-            log.warning("MQTT disconnected (%s); events are spooled until the broker is back",
-                        reason)
+            now = self._lost_at = time.monotonic()
+            if now - self._up_at < _SHORT_LIVED_S:
+                self._short_lived = [t for t in self._short_lived if now - t < 60.0] + [now]
+            if len(self._short_lived) >= _TAKEOVERS:
+                # Brokers close a session when another client connects with its id: two
+                # devices with one name take it from each other, again and again.
+                self._say(logging.ERROR, f"closed this connection {len(self._short_lived)} "
+                          f"times in a minute, each soon after it opened: another client "
+                          f"probably uses this device's client id "
+                          f"({self.client_id!r}); give "
+                          "every device its own 'device' name (or sinks.mqtt.client_id)")
+            else:
+                log.warning("MQTT disconnected (%s); events are spooled until the broker "
+                            "is back", reason)
         else:
             # The connection closed before the broker accepted it: not an MQTT broker on
             # that port, a TLS/plain mismatch, or a broker that never answered CONNECT.
@@ -373,6 +387,11 @@ def connect_failure(cfg: MqttSinkConfig, timeout_s: float = 2.0) -> str:
                 "certificate) and that the port is the broker's TLS one")
     return "TCP connects but the connection then fails: check the port is the broker's"
 
+
+#: A connection the broker closes within this many seconds of accepting it, ``_TAKEOVERS``
+#: times in a minute, is taken as another client taking over this one's session.
+_SHORT_LIVED_S = 10.0
+_TAKEOVERS = 3
 
 #: The most acknowledged events kept for a replay after a reconnect.
 _REPLAY_MAX = 50_000
