@@ -62,14 +62,15 @@ def test_stdout_sink_and_max_frames(device_models: Path, tmp_path: Path) -> None
     assert lines[-1]["frame"] == 9
 
 
-def test_runtime_failure_exits_1(device_models: Path, tmp_path: Path) -> None:
-    # A video path that passes the start-up check but cannot be opened as a file.
+def test_a_folder_named_like_a_video_is_refused_at_start(device_models: Path,
+                                                         tmp_path: Path) -> None:
+    # (A failure at run time exits 1: tests/test_hardening.py, a video broken mid-stream.)
     (tmp_path / "x.mp4").mkdir()
     r = run_edge("--source", str(SAMPLE_VIDEO), "--model", str(device_models / MODEL),
                  "--events", str(tmp_path / "e.jsonl"),
                  "--annotate-video", str(tmp_path / "x.mp4"))
-    assert r.returncode == 1
-    assert "stopped by an error" in r.stderr
+    assert r.returncode == 2
+    assert "pipeline.annotate_video" in r.stderr and "not a regular file" in r.stderr
 
 
 @pytest.mark.parametrize(("name", "message"), [("annotated", "name a video file ending in"),

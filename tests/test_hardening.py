@@ -354,14 +354,46 @@ def test_predict_wants_a_folder_for_several_images(tmp_path: Path) -> None:
     assert r.returncode == 2 and b"several images need a folder" in r.stderr
 
 
-def test_a_full_disk_for_the_event_log_exits_1_in_one_line() -> None:
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full here")
-    r = run_edge("--source", str(ROOT / "models/sample/astronaut.mp4"), "--events",
-                 "/dev/full", "--max-frames", "20")
+def test_a_full_disk_for_the_event_log_exits_1_in_one_line(tmp_path: Path) -> None:
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files() -> None:  # writes past 200 bytes fail as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+
+    events = tmp_path / "events.jsonl"
+    r = subprocess.run([sys.executable, "-m", "edge", "--source",
+                        str(ROOT / "models/sample/astronaut.mp4"), "--events", str(events),
+                        "--sink", "log", "--max-frames", "300"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, preexec_fn=small_files)
     assert r.returncode == 1, r.stderr
-    assert "No space left on device" in r.stderr and "Traceback" not in r.stderr
-    assert "sink log could not write everything" in r.stderr
+    assert "sink log could not write everything" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("key", ["sinks.log.path", "model.card", "web.auth_token_file",
+                                 "sinks.mqtt.password_file"])
+def test_a_device_or_a_pipe_where_a_file_belongs_is_refused(tmp_path: Path, key: str) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for special in ("/dev/zero", str(fifo)):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load(None, {key: special})
+
+
+@pytest.mark.parametrize("text", ["device: 2026-13-45", "device: !!bool maybe",
+                                  "device: !!int abc", "device: !!timestamp x",
+                                  "device: " + "9" * 4400, "source:\n  uri: [0\n"])
+def test_yaml_a_loader_cannot_read_is_one_line(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    assert "\n" not in str(exc.value) and "c.yaml" in str(exc.value)
+    if "[" in text:
+        assert "line 4, column 1" in str(exc.value)
 
 
 def test_prepare_never_writes_into_its_photos_and_keeps_every_face(tmp_path: Path) -> None:

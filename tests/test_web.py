@@ -88,6 +88,8 @@ def test_state_events_and_health_follow_the_clip(device: Device) -> None:
     assert get_json(url + "api/events?since=2000-01-01T00:00:00Z")[1]["events"] == \
         get_json(url + "api/events")[1]["events"]
     assert get_json(url + "api/health") == (200, {"ok": True, "source": "ok"})
+    code, body = get_json(url + "api/events?since=garbage")
+    assert code == 400 and "since" in body["error"]
 
 
 def test_the_event_stream_starts_with_kept_events_and_resumes_after_an_id(
@@ -182,6 +184,16 @@ def test_the_token_guards_every_route_but_health(tmp_path: Path,
         cookie = headers["Set-Cookie"].split(";")[0]
         assert get(url + "api/state", headers={"Cookie": cookie})[0] == 200
         assert get(url + "api/health")[0] == 200  # for health checks, no data in it
+        # A stale tab polling without the token is told 401 and blocks nobody; guessing
+        # is blocked, and the right token still passes.
+        for _ in range(15):
+            assert get(url + "api/state")[0] == 401
+        assert ok[0] == get(url + "api/state",
+                            headers={"Authorization": "Bearer s3cret-token"})[0] == 200
+        for _ in range(10):
+            get(url + "api/state", headers={"Authorization": "Bearer guess"})
+        assert get(url + "api/state", headers={"Authorization": "Bearer guess"})[0] == 429
+        assert get(url + "api/state", headers={"Authorization": "Bearer s3cret-token"})[0] == 200
     finally:
         d.pipeline.stop()
         d.pipeline.join()

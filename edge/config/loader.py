@@ -88,8 +88,19 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
                               "UTF-8") from None
         except RecursionError:
             raise ConfigError(f"{p}: nested too deeply to be a config file") from None
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{p}: not readable YAML ({show(str(exc), 200)})") from None
+        except yaml.MarkedYAMLError as exc:
+            raise ConfigError(f"{p}: not readable YAML: {_yaml_problem(exc)}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not readable YAML ({' '.join(str(exc).split())})") \
+                from None
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # A tagged or dated value PyYAML's constructors cannot build (2026-13-45,
+            # !!bool maybe, !!int abc, a 4,400-digit integer).
+            raise ConfigError(f"{p}: a value YAML cannot read ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:160]}); quote it to make it "
+                              "text") from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read ({exc.strerror or exc})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of keys, "
                               f"got {type(loaded).__name__}")
@@ -112,6 +123,7 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     no_source = path is not None and data.get("source") is None
     _refuse_undecodable_paths(data)
     cfg = build(Config, data, "")
+    _refuse_special_files(cfg)
     if no_source:
         log.warning("%s: no source given; using camera 0, retried until it opens (set "
                     "source.uri, or --source)", path)
@@ -146,6 +158,34 @@ PATH_KEYS: tuple[str, ...] = (
 
 #: Cascade names that are not paths (see ``edge.vision.faces.cascade_path``).
 _CASCADE_NAMES = ("default", "alt2", "alt", "alt_tree", "lbp")
+
+
+#: Files the device reads or writes whole: a FIFO would block it forever and a device
+#: such as /dev/zero never ends, so each must be a regular file (or not exist yet, for
+#: what is written).
+_REGULAR_FILES = ("model.path", "model.card", "sinks.log.path", "sinks.mqtt.password_file",
+                  "sinks.mqtt.tls.ca_file", "sinks.mqtt.tls.cert_file",
+                  "sinks.mqtt.tls.key_file", "web.auth_token_file", "pipeline.annotate_video",
+                  "detector.model")
+
+
+def _refuse_special_files(cfg: Config) -> None:
+    for key in _REGULAR_FILES:
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part, None)
+        if isinstance(value, str) and value and os.path.exists(value) \
+                and not os.path.isfile(value):
+            raise ConfigError(f"{key}: {value} is not a regular file (a folder, a device or "
+                              "a pipe); give a file's path")
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """A YAML syntax error in one line: where (line, column) and what."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    what = " ".join(part for part in (exc.context, exc.problem) if part)
+    return f"{where}{what or 'syntax error'}"
 
 
 def _refuse_undecodable_paths(data: dict[str, Any]) -> None:

@@ -92,18 +92,19 @@ def create_app(parts: WebParts) -> Flask:
         if parts.token is None or request.path == "/api/health":
             return None
         client = request.remote_addr or "?"
-        if failures.blocked(client):
-            return _error(429, "too many wrong tokens from this address; wait a minute")
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         given = bearer or request.args.get("token") or ""
         ok = (hmac.compare_digest(given.encode(), parts.token.encode()) if given
               else hmac.compare_digest(request.cookies.get(_COOKIE, "").encode(),
                                        str(session).encode()))
-        if not ok:
+        if ok:
+            return None  # the right token always passes, whatever came before it
+        if failures.blocked(client):
+            return _error(429, "too many wrong tokens from this address; wait a minute")
+        if given:  # only a wrong token given counts as guessing, not a missing one
             failures.add(client)
-            return _error(401, "missing or wrong token: send 'Authorization: Bearer "
-                               "<token>' or open the page once with ?token=<token>")
-        return None
+        return _error(401, "missing or wrong token: send 'Authorization: Bearer "
+                           "<token>' or open the page once with ?token=<token>")
 
     @app.after_request
     def remember_token(response: Response) -> Response:
@@ -151,7 +152,11 @@ def create_app(parts: WebParts) -> Flask:
 
     @app.get("/api/events")
     def events() -> Response:
-        return jsonify({"events": parts.live.events_since(request.args.get("since"))})
+        since = request.args.get("since")
+        if since and not parts.live.since_is_valid(since):
+            return _error(400, "since: give an event id seen last (e.g. 3f9c2a71b0d4-12) or "
+                               "an ISO 8601 time (e.g. 2026-12-07T10:00:00Z)")
+        return jsonify({"events": parts.live.events_since(since)})
 
     @app.get("/api/events/stream")
     def event_stream() -> Response:

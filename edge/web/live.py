@@ -118,6 +118,12 @@ class LiveState:
                 "probs": {k: round(float(p), 4)
                           for k, p in zip(self.labels, probs, strict=True)}}
 
+    @staticmethod
+    def since_is_valid(since: str) -> bool:
+        """Whether ``since`` is an event id (``<run>-<n>``) or an ISO 8601 time."""
+        run, _, n = since.rpartition("-")
+        return (bool(run) and n.isdigit() and len(since) <= 80) or parse_time(since) is not None
+
     def events_since(self, since: str | None) -> list[dict]:
         """Kept events after ``since``: an event id seen last, or an ISO 8601 time.
 
