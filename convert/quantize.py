@@ -119,6 +119,10 @@ def _versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from train.config import tensorflow_missing
+
+    if tensorflow_missing("python -m convert.quantize"):
+        return 2
     command = shlex.join(["python", "-m", "convert.quantize", *(sys.argv[1:] if argv is None
                                                                  else argv)])
     try:

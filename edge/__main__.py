@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from edge.config import load, sink_names
 
@@ -72,6 +73,18 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
     return o
 
 
+def _hint_for_a_still_image(uri: object) -> None:
+    """A photo as the source is one frame, too few for a face to be confirmed and
+    reported: say so, and point to the tool for photos."""
+    from edge.capture.image_files import IMAGE_SUFFIXES
+
+    if isinstance(uri, str) and "*" not in uri and Path(uri).suffix.lower() in IMAGE_SUFFIXES \
+            and Path(uri).is_file():
+        log.warning("%s is a still image: one frame, too few for a face to be confirmed and "
+                    "reported (tracking.min_hits); for the faces and emotions in a photo use "
+                    "python -m edge.predict %s", uri, uri)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level,
@@ -81,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load(args.config, overrides_from(args))
+        _hint_for_a_still_image(cfg.source.uri)
         device = build_device(cfg)
     except STARTUP_ERRORS as exc:
         # One clear line, no traceback: these are for the user to fix.

@@ -8,12 +8,17 @@ Runtime import order: LiteRT (``ai_edge_litert``), then ``tflite_runtime``, then
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
 import logging
+import os
+import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +154,36 @@ def load_runtime(preferred: str = "auto") -> Runtime:
                      + ". Install one with: pip install ai-edge-litert")
 
 
+@contextlib.contextmanager
+def _native_info_held_back() -> Iterator[None]:
+    """Hold back the runtime's native ``INFO:`` notices while an interpreter is built.
+
+    LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to
+    file descriptor 2, past Python's logging, on every start. Whatever else is written
+    there meanwhile is passed on; with DEBUG logging everything is.
+    """
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines():
+                if not line.startswith("INFO: "):
+                    print(line, file=sys.stderr)
+
+
 def _dist_version(dist: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -200,9 +235,10 @@ class EmotionClassifier:
                              "another model (re-run python -m convert.quantize)")
         self.runtime = load_runtime(runtime)
         try:
-            self._interp = self.runtime.interpreter_class(model_path=str(path),
-                                                          num_threads=threads)
-            self._interp.allocate_tensors()
+            with _native_info_held_back():
+                self._interp = self.runtime.interpreter_class(model_path=str(path),
+                                                              num_threads=threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: not a loadable TFLite model ({exc})") from None
         self.path = path

@@ -4,7 +4,7 @@
 #
 #   sudo systemd/install.sh [--prefix /opt/emotion-edge] [--user emotion-edge]
 #                           [--mqtt-password-file FILE] [--destdir DIR] [--no-enable]
-#                           [--offline]
+#                           [--offline] [--with-yunet]
 #
 # --mqtt-password-file copies FILE to /etc/emotion-edge/mqtt.password (mode 0640, owner
 # root, group the service user) and points sinks.mqtt.password_file at it.
@@ -12,7 +12,9 @@
 # creation and systemctl; --offline installs the package without fetching anything: its
 # dependencies must already be visible (e.g. from the system site packages), and the
 # package is built by $PYTHON's own setuptools and wheel (on Raspberry Pi OS:
-# apt install python3-setuptools python3-wheel).
+# apt install python3-setuptools python3-wheel). --with-yunet also fetches the YuNet face
+# detector's model (python -m edge.fetch yunet: a download, its sha256 checked) into
+# $prefix/models/yunet/, for detector.kind: yunet.
 set -euo pipefail
 
 prefix=/opt/emotion-edge
@@ -21,6 +23,7 @@ destdir=
 enable=1
 offline=0
 password_file=
+yunet=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) prefix=$2; shift 2 ;;
@@ -29,7 +32,8 @@ while [ $# -gt 0 ]; do
         --no-enable) enable=0; shift ;;
         --offline) offline=1; shift ;;
         --mqtt-password-file) password_file=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --with-yunet) yunet=1; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -43,6 +47,11 @@ if ! [[ "$prefix" =~ ^/[A-Za-z0-9._/+-]*$ ]] || [[ "$prefix" == *..* ]]; then
 fi
 if ! [[ "$user" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]]; then
     echo "install.sh: --user must be a system user name (a-z, 0-9, _ and -), got '$user'" >&2
+    exit 2
+fi
+if [ "$user" = root ]; then
+    echo "install.sh: --user root would run the camera service with every privilege; give" \
+         "a system user of its own (default emotion-edge)" >&2
     exit 2
 fi
 if [ -n "$password_file" ] && [ ! -r "$password_file" ]; then
@@ -89,6 +98,10 @@ fi
 echo "==> model and sample in $root$prefix/models"
 mkdir -p "$root$prefix/models"
 cp -r "$repo/models/." "$root$prefix/models/"
+if [ "$yunet" = 1 ]; then
+    "$root$prefix/venv/bin/python" -m edge.fetch yunet \
+        --to "$root$prefix/models/yunet/face_detection_yunet_2026may.onnx"
+fi
 
 echo "==> config in $etc/config.yaml"
 mkdir -p "$etc"
@@ -100,6 +113,7 @@ else
         -e "s|^  uri: models/sample/astronaut.mp4|  uri: 0|" \
         -e "s|^  path: models/\([a-z0-9_]*\.tflite\)$|  path: $prefix/models/\1|" \
         -e "s|^    path: events.jsonl|    path: $state/events.jsonl|" \
+        -e "s|^  model: models/yunet/|  model: $prefix/models/yunet/|" \
         "$repo/config.yaml" > "$etc/config.yaml"
     chmod 0640 "$etc/config.yaml"
 fi

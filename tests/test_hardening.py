@@ -410,3 +410,32 @@ def test_prepare_never_writes_into_its_photos_and_keeps_every_face(tmp_path: Pat
     assert prepare_main([str(tmp_path / "photos"), str(tmp_path / "faces")]) == 0
     written = sorted(p.name.lower() for p in (tmp_path / "faces" / "happy").iterdir())
     assert len(written) == 3 and len(set(written)) == 3
+
+
+def test_training_on_a_device_install_says_which_extra_in_one_line(
+        fer_csv: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import importlib.util
+
+    from convert.quantize import main as quantize_main
+    from train.__main__ import main as train_main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    assert train_main(["--data", str(fer_csv)]) == 2
+    assert quantize_main(["--model", str(ROOT / "models/emotion_ferplus.keras"), "--data",
+                          str(fer_csv)]) == 2
+    assert caplog.text.count("pip install -e '.[train]'") == 2
+
+
+def test_a_keras_model_given_to_the_device_says_to_convert_it() -> None:
+    with pytest.raises(ConfigError, match="convert it with python -m convert.quantize"):
+        load(None, {"model.path": "models/emotion_ferplus.keras"})
+
+
+def test_a_still_image_as_the_source_points_to_predict() -> None:
+    r = run_edge("--source", str(ROOT / "models/sample/astronaut.jpg"), "--sink", "stdout")
+    assert r.returncode == 0
+    assert "is a still image" in r.stderr and "python -m edge.predict" in r.stderr
+    assert "INFO: Created TensorFlow Lite" not in r.stderr  # the runtime's notice, held back

@@ -55,7 +55,8 @@ def test_unit_has_what_the_service_needs() -> None:
     for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=",
                  "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
                  "PrivateTmp=yes", "DeviceAllow=char-video4linux rw", "User=emotion-edge",
-                 "SupplementaryGroups=video"):
+                 "SupplementaryGroups=video", "RestartPreventExitStatus=2", "MemoryMax=",
+                 "TasksMax="):
         assert line in text, line
 
 
@@ -97,6 +98,7 @@ def test_installer_is_idempotent_and_keeps_the_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [["--prefix", "/opt/a|b"], ["--prefix", "/opt/a&b"],
                                   ["--prefix", "relative"], ["--prefix", "/opt/a b"],
                                   ["--user", "Bad User"], ["--user", "x|y"],
+                                  ["--user", "root"],
                                   ["--mqtt-password-file", "/no/such/file"]])
 def test_installer_refuses_names_that_would_corrupt_the_unit(args: list[str],
                                                              tmp_path: Path) -> None:

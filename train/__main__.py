@@ -21,6 +21,7 @@ from train.config import (
     Schedule,
     TrainConfig,
     choices,
+    tensorflow_missing,
 )
 from train.data import add_data_options, check_data_options
 from train.strategy import task_from_env
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg, verbose = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if tensorflow_missing("python -m train"):
+        return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices
     # ... and its Python-side INFO lines (a distribution strategy's per-trace chatter).
     logging.getLogger("tensorflow").setLevel(logging.DEBUG if verbose else logging.WARNING)

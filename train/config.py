@@ -7,6 +7,8 @@ flag and the fix; the CLI turns that into exit code 2.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
 from dataclasses import dataclass, field, fields
 from typing import Literal, get_args, get_origin, get_type_hints
@@ -22,6 +24,17 @@ Precision = Literal["float32", "mixed_bfloat16"]
 Labels = Literal["fer2013", "ferplus", "mixed"]
 Distribute = Literal["none", "mirrored", "multi-worker"]
 AugmentRecipe = Literal["standard", "strong"]
+
+
+def tensorflow_missing(command: str) -> bool:
+    """Say in one line that ``command`` needs the train extra, when TensorFlow is absent
+    (a device install); True then."""
+    if importlib.util.find_spec("tensorflow") is not None:
+        return False
+    logging.getLogger("train").error(
+        "%s needs TensorFlow, which a device install leaves out: pip install -e '.[train]' "
+        "on a workstation", command)
+    return True
 
 
 def choices(literal: object) -> tuple[str, ...]:

@@ -96,6 +96,12 @@ class ModelConfig:
     threads: int = positive(1, 64)
     runtime: Literal["auto", "litert", "tflite_runtime", "tensorflow"] = "auto"
 
+    def _validate(self, at: str) -> None:
+        if self.path.lower().endswith((".keras", ".h5")):
+            raise ConfigError(f"{at}.path: {self.path} is a Keras model, which the device "
+                              "does not run: convert it with python -m convert.quantize "
+                              "--model it, and give the .tflite it writes")
+
 
 @dataclass(frozen=True)
 class QualityConfig:
