@@ -430,7 +430,7 @@ def test_training_on_a_device_install_says_which_extra_in_one_line(
 
 
 def test_a_keras_model_given_to_the_device_says_to_convert_it() -> None:
-    with pytest.raises(ConfigError, match="convert it with python -m convert.quantize"):
+    with pytest.raises(ConfigError, match=r"convert it with python -m convert\.quantize"):
         load(None, {"model.path": "models/emotion_ferplus.keras"})
 
 
