@@ -9,6 +9,7 @@ import http.client
 import logging
 import os
 import socket
+import struct
 import threading
 import urllib.request
 from pathlib import Path
@@ -439,3 +440,49 @@ def test_a_still_image_as_the_source_points_to_predict() -> None:
     assert r.returncode == 0
     assert "is a still image" in r.stderr and "python -m edge.predict" in r.stderr
     assert "INFO: Created TensorFlow Lite" not in r.stderr  # the runtime's notice, held back
+
+
+def _sof2(width: int, height: int, components: int) -> bytes:
+    body = struct.pack(">BHHB", 8, height, width, components) + b"\x01\x11\x00" * components
+    return b"\xff\xc2" + struct.pack(">H", len(body) + 2) + body
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_at_once() -> None:
+    from edge.capture.image_files import ImageError, decode_image
+
+    sos = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + b"\x12\x34"
+    bomb = b"\xff\xd8" + _sof2(64, 64, 1) + sos * 20_000 + b"\xff\xd9"
+    with pytest.raises(ImageError, match="scans"):
+        decode_image(bomb, "scans.jpg")
+
+
+def test_a_small_jpeg_claiming_50_mp_in_four_components_is_refused_by_its_budget() -> None:
+    from edge.capture.image_files import ImageError, decode_image
+
+    bomb = b"\xff\xd8" + _sof2(7000, 7000, 4) + b"\xff\xd9"
+    with pytest.raises(ImageError, match="would take about") as exc:
+        decode_image(bomb, "cmyk.jpg")
+    assert exc.value.too_large
+
+
+def test_a_pgm_hiding_its_size_behind_a_comment_ended_by_cr_is_read_as_opencv_does() -> None:
+    from edge.capture.image_files import ImageError, decode_image, image_size
+
+    bomb = b"P5 #\r10000 10000 255\n3 3 255\n" + b"\0" * 9
+    assert image_size(bomb) == (10000, 10000)
+    with pytest.raises(ImageError, match="above the limit"):
+        decode_image(bomb, "x.pgm")
+
+
+def test_a_large_progressive_photo_is_decoded_reduced_and_still_has_its_face() -> None:
+    from edge.capture.image_files import decode_image
+
+    photo = cv2.imread(str(ROOT / "models/sample/astronaut.jpg"))
+    big = cv2.resize(photo, (6000, 4000))
+    _, data = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    image = decode_image(data.tobytes(), "phone.jpg")
+    assert image.shape == (2000, 3000, 3)  # 24 MP decoded at half size
+    from edge.assemble import build_detector
+
+    assert build_detector(load(None, {})).detect(
+        cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))

@@ -11,6 +11,7 @@ under the caller's pixel limit (:data:`MAX_PIXELS` by default) before OpenCV see
 
 from __future__ import annotations
 
+import ctypes
 import struct
 from pathlib import Path
 
@@ -23,6 +24,24 @@ MAX_PIXELS = 50_000_000
 
 #: Largest image file read: a 50-megapixel PNG stays well under it.
 MAX_FILE_BYTES = 256_000_000
+
+#: What one decode may take, in bytes: the decoded image plus, for a progressive JPEG,
+#: the coefficients the decoder keeps for the whole image (2 bytes per pixel and colour
+#: component). A 24 MP phone photo, progressive, fits; a small file claiming 50 MP in
+#: four components does not.
+MAX_DECODE_BYTES = 200_000_000
+
+#: Formats other than JPEG are decoded whole (their decoders cannot shrink while they
+#: decode and keep buffers of their own beside the image): at most this many pixels.
+MAX_OTHER_PIXELS = 16_000_000
+
+#: A JPEG larger than this is decoded at 1/2, 1/4 or 1/8 of its size (the decoder's own
+#: scaling, which also spares the memory): faces need nothing finer.
+MAX_DECODED_PIXELS = 12_000_000
+
+#: Progressive JPEGs from cameras and editors have about 10 scans; each scan makes the
+#: decoder pass over the whole image again.
+MAX_JPEG_SCANS = 64
 
 #: Still-image files every reader here takes: the device's image folders and photos, and
 #: the class folders of your own faces in training.
@@ -90,10 +109,95 @@ def decode_image(data: bytes, name: str, flags: int = cv2.IMREAD_COLOR,
             _png_size(data)  # every chunk's length against the file, before decoding
         except ValueError as exc:
             raise ImageError(f"{name}: unreadable image: {exc}") from None
+    if data.startswith(b"\xff\xd8"):
+        flags = _jpeg_plan(data, name, w, h, flags)
+    elif w * h > min(max_pixels, MAX_OTHER_PIXELS):
+        raise ImageError(f"{name}: {w}x{h} pixels is above the limit of "
+                         f"{min(max_pixels, MAX_OTHER_PIXELS):,} for a format other than "
+                         "JPEG; shrink it or save it as JPEG", too_large=True)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise ImageError(f"{name}: unreadable image (corrupt, or not what its header says)")
     return image
+
+
+_REDUCED = {cv2.IMREAD_COLOR: (cv2.IMREAD_COLOR, cv2.IMREAD_REDUCED_COLOR_2,
+                              cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_COLOR_8),
+            cv2.IMREAD_GRAYSCALE: (cv2.IMREAD_GRAYSCALE, cv2.IMREAD_REDUCED_GRAYSCALE_2,
+                                   cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                                   cv2.IMREAD_REDUCED_GRAYSCALE_8)}
+
+
+def _jpeg_plan(data: bytes, name: str, w: int, h: int, flags: int) -> int:
+    """The decode flags for a JPEG within the budget (reduced when it is large).
+
+    Raises:
+        ImageError: too many scans, or over :data:`MAX_DECODE_BYTES` even reduced.
+    """
+    try:
+        components, scans, progressive = _jpeg_layout(data)
+    except ValueError as exc:
+        raise ImageError(f"{name}: unreadable image: {exc}") from None
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(f"{name}: a JPEG of {scans:,} scans (cameras write about 10); "
+                         f"refused above {MAX_JPEG_SCANS}", too_large=True)
+    step = 0
+    while step < 3 and (w >> step) * (h >> step) > MAX_DECODED_PIXELS:
+        step += 1
+    out = (w >> step) * (h >> step) * (3 if flags != cv2.IMREAD_GRAYSCALE else 1)
+    need = out + (w * h * components * 2 if progressive else 0)
+    if need > MAX_DECODE_BYTES:
+        raise ImageError(f"{name}: decoding this {w}x{h} JPEG ({components} components"
+                         f"{', progressive' if progressive else ''}) would take about "
+                         f"{need >> 20} MB, above {MAX_DECODE_BYTES >> 20} MB; shrink it "
+                         "first", too_large=True)
+    return _REDUCED[flags][step] if flags in _REDUCED else flags
+
+
+def _jpeg_layout(data: bytes) -> tuple[int, int, bool]:
+    """A JPEG's colour components, its number of scans, and whether it is progressive,
+    from its markers (the compressed data between them skipped)."""
+    i, components, scans, progressive = 2, 0, 0, False
+    n = len(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            # Inside a scan's compressed data: on to the next marker (0xFF then a byte
+            # that is neither a stuffed 0x00 nor a restart marker).
+            i = data.find(b"\xff", i)
+            if i < 0:
+                break
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        i += 2
+        if marker == 0x00 or 0xD0 <= marker <= 0xD8 or marker == 0x01:
+            continue
+        if marker == 0xD9 or i + 2 > n:
+            break
+        length = struct.unpack(">H", data[i:i + 2])[0]
+        if length < 2:
+            raise ValueError("JPEG segment of a negative length; the file is corrupt")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 8 <= n:
+            components = max(components, data[i + 7])
+            progressive = progressive or marker in (0xC2, 0xC6, 0xCA, 0xCE)
+        elif marker == 0xDA:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                break
+        i += length
+    return max(components, 1), scans, progressive
+
+
+def give_back_memory() -> None:
+    """Return freed heap pages to the system (glibc keeps them otherwise, so a server
+    that decoded a few large photos would stay hundreds of MB above its baseline)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -196,15 +300,29 @@ def _webp_size(data: bytes) -> tuple[int, int]:
 
 
 def _pnm_size(data: bytes) -> tuple[int, int]:
+    # Tokenised as OpenCV's reader does: a comment runs from '#' to the end of its line,
+    # and either '\n' or '\r' ends a line (a header that hid its real size behind a
+    # comment ended by '\r' would pass as 3x3 and decode as 10000x10000).
     fields: list[int] = []
-    for line in data[2:1024].split(b"\n"):
-        for word in line.split(b"#", 1)[0].split():
-            if not word.isdigit():
-                raise ValueError("PGM/PPM header is not numbers; the file is corrupt")
-            fields.append(int(word))
-            if len(fields) == 2:
-                return fields[0], fields[1]
-    raise ValueError("PGM/PPM header without a size; the file is corrupt")
+    i, head = 2, data[:1024]
+    while i < len(head) and len(fields) < 2:
+        c = head[i:i + 1]
+        if c == b"#":
+            while i < len(head) and head[i:i + 1] not in (b"\n", b"\r"):
+                i += 1
+        elif c.isdigit():
+            j = i
+            while j < len(head) and head[j:j + 1].isdigit():
+                j += 1
+            fields.append(int(head[i:j]))
+            i = j
+            continue
+        elif not c.isspace():
+            raise ValueError("PGM/PPM header is not numbers; the file is corrupt")
+        i += 1
+    if len(fields) < 2:
+        raise ValueError("PGM/PPM header without a size; the file is corrupt")
+    return fields[0], fields[1]
 
 
 #: What :func:`write_image` encodes, by suffix.

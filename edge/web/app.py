@@ -24,7 +24,7 @@ import numpy as np
 from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from edge.capture.image_files import ImageError, decode_image
+from edge.capture.image_files import ImageError, decode_image, give_back_memory
 from edge.config import WebConfig
 from edge.model import ModelCard
 from edge.stats import Stats
@@ -195,8 +195,11 @@ def create_app(parts: WebParts) -> Flask:
             except ImageError as exc:
                 return _error(413 if exc.too_large else 400, str(exc))
             faces = parts.predict(image)
-        return jsonify({"faces": faces, "width": int(image.shape[1]),
-                        "height": int(image.shape[0]), "model": parts.card.id})
+            width, height = int(image.shape[1]), int(image.shape[0])
+            del image, data
+            give_back_memory()  # a large photo's pages go back to the system, not the heap
+        return jsonify({"faces": faces, "width": width, "height": height,
+                        "model": parts.card.id})
 
     @app.get("/metrics")
     def metrics() -> Response:
