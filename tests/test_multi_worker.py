@@ -95,13 +95,23 @@ def test_a_killed_worker_and_a_restart_with_resume_finish_the_run(fer_csv: Path,
     assert "resuming" in (tmp_path / "worker0.log").read_text()
 
 
-@pytest.mark.parametrize(("value", "message"), [
+@pytest.mark.parametrize(("value", "message"), ids=lambda v: str(v)[:30], argvalues=[
     ("", "not set"),
     ("{", "not JSON"),
     ('{"cluster": {"worker": ["a:1"]}}', "needs a 'cluster' object and a 'task'"),
     ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "task.type"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "task.index"),
+    ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+     "appears twice"),
+    ('{"cluster": {"worker": ["a:\u0661\u0662"]}, "task": {"type": "worker", "index": 0}}',
+     "ASCII"),
+    ('{"cluster": {"worker": ["\udc80:1"]}, "task": {"type": "worker", "index": 0}}', "ASCII"),
+    ('{"cluster": {"worker": ["a:70000"]}, "task": {"type": "worker", "index": 0}}', "1-65535"),
+    ("[" * 100_001, "characters"),
+    ("[" * 50_000, "nested too deeply"),
+    (json.dumps({"cluster": {"worker": [f"h:{i + 1}" for i in range(2_000)]},
+                 "task": {"type": "worker", "index": 0}}), "at most 256"),
 ])
 def test_a_bad_tf_config_is_named(value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -116,6 +126,14 @@ def test_the_chief_is_the_chief_task_else_worker_0() -> None:
                   '"task": {"type": "worker", "index": 0}}')
     task = task_from_env({"TF_CONFIG": with_chief})
     assert not task.chief and task.workers == 2
+
+
+def test_a_host_that_does_not_resolve_is_named() -> None:
+    from train.strategy import check_hosts_resolve
+
+    check_hosts_resolve({"TF_CONFIG": '{"cluster": {"worker": ["localhost:1"]}}'})
+    with pytest.raises(ValueError, match="does not resolve"):
+        check_hosts_resolve({"TF_CONFIG": '{"cluster": {"worker": ["no-such-host.invalid:1"]}}'})
 
 
 def test_a_bad_tf_config_exits_2_before_tensorflow(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shlex
@@ -16,6 +15,7 @@ from train.config import (
     Distribute,
     Labels,
     Monitor,
+    OneLineParser,
     Optimizer,
     Precision,
     Schedule,
@@ -24,7 +24,7 @@ from train.config import (
     tensorflow_missing,
 )
 from train.data import add_data_options, check_data_options
-from train.strategy import task_from_env
+from train.strategy import check_hosts_resolve, task_from_env
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
 
     Exits 2 (argparse's usage error) on a bad flag or value, without importing TensorFlow.
     """
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m train",
         description="Train a facial-emotion CNN on FER-2013 and write a run folder "
                     "(best.keras, history.csv, curves.png, confusion_matrix.png, metrics.json).")
@@ -145,6 +145,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     if args.distribute == "multi-worker":
         try:
             task_from_env(os.environ)
+            check_hosts_resolve(os.environ)
         except ValueError as exc:
             p.error(str(exc))
     return cfg, args.verbose

@@ -7,11 +7,12 @@ flag and the fix; the CLI turns that into exit code 2.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import math
 from dataclasses import dataclass, field, fields
-from typing import Literal, get_args, get_origin, get_type_hints
+from typing import Literal, NoReturn, get_args, get_origin, get_type_hints
 
 from edge.config.checks import ConfigError, Range
 
@@ -35,6 +36,13 @@ def tensorflow_missing(command: str) -> bool:
         "%s needs TensorFlow, which a device install leaves out: pip install -e '.[train]' "
         "on a workstation", command)
     return True
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (the usage is a --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
 
 
 def choices(literal: object) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,33 @@ class Task:
         return self.kind == "chief" or (self.index == 0 and not self.has_chief)
 
 
+#: Limits of a cluster this trainer runs on: far above a lab's machines.
+_MAX_TF_CONFIG = 100_000
+_MAX_WORKERS = 256
+
+
+def _host_port_ok(entry: str) -> bool:
+    """An ASCII ``host:port`` (a name, an IPv4 address or a bracketed IPv6 one)."""
+    host, _, port = entry.rpartition(":")
+    if not host or not entry.isascii() or not port.isdecimal() or not 1 <= int(port) <= 65535:
+        return False
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return all(c.isalnum() or c in ".-:" for c in host)
+
+
+def check_hosts_resolve(environ: Mapping[str, str]) -> None:
+    """Every host of ``TF_CONFIG``'s cluster resolves; ``ValueError`` names one that does
+    not (TensorFlow would wait for it for minutes without a word)."""
+    cluster = json.loads(environ["TF_CONFIG"])["cluster"]
+    for entry in (h for hosts in cluster.values() for h in hosts):
+        host = entry.rpartition(":")[0].strip("[]")
+        try:
+            socket.getaddrinfo(host, None)
+        except (socket.gaierror, UnicodeError):
+            raise ValueError(f"TF_CONFIG: the host of {entry!r} does not resolve; check the "
+                             "name (every machine must reach every other)") from None
+
+
 def task_from_env(environ: Mapping[str, str]) -> Task:
     """Read and check ``TF_CONFIG`` without TensorFlow; ``ValueError`` names what is wrong.
 
@@ -55,19 +83,30 @@ def task_from_env(environ: Mapping[str, str]) -> Task:
         raise ValueError("TF_CONFIG: not set; multi-worker training needs the cluster and this "
                          "task, e.g. '{\"cluster\": {\"worker\": [\"a:12345\", \"b:12345\"]}, "
                          "\"task\": {\"type\": \"worker\", \"index\": 0}}'")
+    if len(raw) > _MAX_TF_CONFIG:
+        raise ValueError(f"TF_CONFIG: {len(raw):,} characters; a cluster's is a few hundred")
     try:
         conf = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"TF_CONFIG: not JSON ({exc.msg} at character {exc.pos})") from None
+    except RecursionError:
+        raise ValueError("TF_CONFIG: nested too deeply to be a cluster") from None
     cluster = conf.get("cluster") if isinstance(conf, dict) else None
     task = conf.get("task") if isinstance(conf, dict) else None
     if not isinstance(cluster, dict) or not isinstance(task, dict):
         raise ValueError("TF_CONFIG: needs a 'cluster' object and a 'task' object")
     for kind, hosts in cluster.items():
         if kind not in ("chief", "worker", "evaluator") or not isinstance(hosts, list) or not all(
-                isinstance(h, str) and h.rpartition(":")[2].isdigit() for h in hosts):
-            raise ValueError(f"TF_CONFIG: cluster.{kind}: must be chief/worker, a list of "
-                             "'host:port' strings")
+                isinstance(h, str) and _host_port_ok(h) for h in hosts):
+            raise ValueError(f"TF_CONFIG: cluster.{kind!r}: must be chief/worker, a list of "
+                             "'host:port' strings (ASCII host names, ports 1-65535)")
+    every = [h for hosts in cluster.values() for h in hosts]
+    if len(every) > _MAX_WORKERS:
+        raise ValueError(f"TF_CONFIG: {len(every):,} tasks in the cluster; at most "
+                         f"{_MAX_WORKERS}")
+    if len(set(every)) < len(every):
+        raise ValueError("TF_CONFIG: the same host:port appears twice in the cluster; each "
+                         "task needs its own")
     if len(cluster.get("chief", [])) > 1:
         raise ValueError("TF_CONFIG: cluster.chief: at most one chief")
     kind, index = task.get("type"), task.get("index", 0)
