@@ -267,6 +267,12 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
         ConfigError, ModelError, DetectorError: something the user has to fix.
     """
     if source is None:
+        if cfg.web.enabled and not cfg.web.preview and demo_playback(cfg):
+            # A recorded clip shown on the page is a demo: show it. A camera's pixels
+            # stay private unless web.preview says otherwise.
+            log.info("web: showing the video of %s on the page (a file, not a camera)",
+                     cfg.source.uri)
+            cfg = dataclasses.replace(cfg, web=dataclasses.replace(cfg.web, preview=True))
         source = build_source(cfg)
         if rate is None:
             rate = playback_rate(cfg)

@@ -28,7 +28,9 @@ PHOTO = ROOT / "models/sample/astronaut.jpg"
 
 
 def start(tmp_path: Path, **web: object) -> Device:
+    # Paced by the pipeline, not played as a demo: the page treats it as a camera.
     overrides = {"source.uri": str(CLIP), "source.loop": True, "source.realtime": True,
+                 "source.pace": "off",
                  "sinks.log.path": str(tmp_path / "events.jsonl"), "web.enabled": True,
                  "web.port": 0, "pipeline.workers": 1}
     overrides.update({f"web.{k}": v for k, v in web.items()})
@@ -149,6 +151,20 @@ def test_photo_upload_labels_the_astronaut_and_refuses_bad_uploads(device: Devic
     code, result = get_json(url, data=b"", headers={"Content-Type": "image/jpeg"},
                             method="POST")
     assert code == 400 and "no photo" in result["error"]
+
+
+def test_a_recorded_clip_played_on_the_page_shows_its_video(tmp_path: Path) -> None:
+    cfg = load(None, {"source.uri": str(CLIP), "web.enabled": True, "web.port": 0,
+                      "sinks.log.path": str(tmp_path / "e.jsonl")})
+    shown = build_device(cfg)
+    try:
+        shown.pipeline.start()
+        code, state = get_json(shown.web.url + "api/state")
+        assert code == 200 and state["preview"]  # a file: shown; a camera: private
+    finally:
+        shown.pipeline.stop()
+        shown.pipeline.join()
+        shown.close()
 
 
 def test_no_pixels_without_preview_and_a_live_view_with_it(device: Device,
