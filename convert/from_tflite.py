@@ -24,7 +24,8 @@ import numpy as np
 
 from edge.model import EmotionClassifier, ModelError, card_path_for, sha256_of
 from train.config import Arch, choices
-from train.data import DataError, add_data_options, check_data_options
+from train.data import add_data_options, check_data_options
+from train.faceset import DataError
 
 log = logging.getLogger("convert.from_tflite")
 

@@ -37,7 +37,7 @@ from train.data import CALIBRATION_FACES, add_data_options, check_data_options
 if TYPE_CHECKING:
     import keras
 
-    from train.data import FaceSet
+    from train.faceset import FaceSet
     from train.ferplus import Votes
 
 log = logging.getLogger("convert")
@@ -148,7 +148,8 @@ class _Inputs:
 def _prepare(args: argparse.Namespace) -> _Inputs:
     """Load the model, its reference, the data and the votes (TensorFlow from here on)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from train.data import DataError, load, stratified_sample
+    from train.data import load, stratified_sample
+    from train.faceset import DataError
     from train.ferplus import load_votes
 
     model = _load_keras(Path(args.model), args.flip_average)

@@ -9,7 +9,8 @@ import pytest
 
 from edge.preprocessing import EMOTIONS
 from tests.fixtures import csv_rows, make_faces, write_csv, write_folder
-from train.data import DataError, load, stratified_sample, stratified_split
+from train.data import load, stratified_sample
+from train.faceset import DataError, stratified_split
 
 
 @pytest.mark.parametrize("name", ["fer.csv", "fer.csv.gz"])

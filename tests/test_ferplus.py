@@ -9,7 +9,8 @@ import pytest
 
 from edge.preprocessing import EMOTIONS
 from tests.fixtures import FERPLUS_HEADER, ferplus_row, write_csv, write_folder, write_votes
-from train.data import DataError, load
+from train.data import load
+from train.faceset import DataError
 from train.ferplus import UNORDERED_ROWS, Votes, load_votes, majority_metrics, relabel
 
 HAPPY, SAD, NEUTRAL = EMOTIONS.index("happy"), EMOTIONS.index("sad"), EMOTIONS.index("neutral")

@@ -21,8 +21,9 @@ from edge.runtime.pipeline import Pipeline
 from edge.stats import Stats
 from edge.vision.faces import FaceDetector
 from edge.vision.motion import MotionDetector, search_regions
-from edge.vision.schedule import DetectionSchedule, Tracked, describe_schedule, size_bands
-from edge.vision.slices import slice_due
+from edge.vision.plans import Tracked, describe_schedule
+from edge.vision.schedule import DetectionSchedule
+from edge.vision.slices import size_bands, slice_due
 from edge.vision.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +219,7 @@ def test_a_still_empty_room_runs_only_the_safety_slices() -> None:
     for i, gray in enumerate(make_clip(90, lambda i: None)):
         frame = Frame(i, 0.0, 0.0, gray)
         motion = schedule.observe(frame)
-        assert schedule.detect(detector, frame, i, motion) == []
+        assert schedule.find(detector, frame, i, motion).boxes == []
     c = stats.snapshot()["counters"]
     assert c["detect_full"] == 3  # the first frames, before there is a scene to compare
     # 4 slices of every 30 frames, evenly spread (frames 0, 7, 15, 22 of each 30), after
@@ -234,7 +235,7 @@ def test_when_most_of_the_frame_moves_the_periodic_schedule_takes_over() -> None
     for i in range(12):
         frame = Frame(i, 0.0, 0.0, np.roll(bg, 9 * i, axis=1))  # a camera panning
         motion = schedule.observe(frame)
-        schedule.detect(detector, frame, i, motion)
+        schedule.find(detector, frame, i, motion)
     c = stats.snapshot()["counters"]
     assert c["detect_full"] == 12 and "detect_motion" not in c
 
@@ -250,7 +251,7 @@ def test_a_steady_still_face_keeps_its_box_when_asked_to_and_is_checked_again() 
         frame = Frame(i, 0.0, 0.0, gray)
         motion = schedule.observe(frame)
         schedule.track([Tracked(box, steady=True)])
-        assert schedule.detect(detector, frame, i, motion)
+        assert schedule.find(detector, frame, i, motion).boxes
     c = stats.snapshot()["counters"]
     assert c["detect_still"] == 14  # 17 frames after the first three, less 3 checks
     assert c["detect_partial"] == 2 + 3  # frames 1-2 (periodic, before a scene) + checks
@@ -258,7 +259,7 @@ def test_a_steady_still_face_keeps_its_box_when_asked_to_and_is_checked_again() 
     schedule.track([Tracked(box, steady=False)])
     frame = Frame(21, 0.0, 0.0, clip[0])
     motion = schedule.observe(frame)
-    schedule.detect(detector, frame, 21, motion)
+    schedule.find(detector, frame, 21, motion)
     assert stats.snapshot()["counters"]["detect_partial"] == 6
 
 
@@ -361,7 +362,7 @@ def test_between_searches_known_faces_are_followed() -> None:
         motion = schedule.observe(frame)
         # As the collector would publish it: confirmed after three frames in a row.
         schedule.track([Tracked(b, steady=i > 3) for b in boxes])
-        boxes = schedule.detect(detector, frame, i, motion)
+        boxes = schedule.find(detector, frame, i, motion).boxes
         assert len(boxes) == 1 and abs(boxes[0][0] - (60 + 3 * i) - 15) <= 8, (i, boxes)
     c = stats.snapshot()["counters"]
     assert c["detect_followed"] >= 14 and c["detect_partial"] <= 12
@@ -406,6 +407,6 @@ def test_only_steady_faces_are_followed() -> None:
         frame = Frame(i, 0.0, 0.0, gray)
         motion = schedule.observe(frame)
         schedule.track([Tracked(box, steady=False)])  # not yet confirmed, or just missed
-        schedule.detect(detector, frame, i, motion)
+        schedule.find(detector, frame, i, motion)
     c = stats.snapshot()["counters"]
     assert "detect_followed" not in c and c["detect_partial"] >= 9

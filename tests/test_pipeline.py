@@ -71,9 +71,6 @@ class FakeDetector:
                blank: object = None) -> list:
         return [(40, 30, 60, 60)]
 
-    def detect_regions(self, gray: np.ndarray, regions: list) -> list:
-        return [(40, 30, 60, 60)]
-
 
 class FakeClassifier:
     labels = EMOTIONS

@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices
     # ... and its Python-side INFO lines (a distribution strategy's per-trace chatter).
     logging.getLogger("tensorflow").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    from train.data import DataError
     from train.distill import TeacherError
+    from train.faceset import DataError
     from train.fit import InitFromError, ResumeError, run
 
     try:

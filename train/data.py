@@ -20,16 +20,10 @@ import numpy as np
 
 from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
 from edge.preprocessing import EMOTIONS, FACE_SIZE, resize_face
-from train.faceset import CLASS_ALIASES, DataError, FaceSet, stratified_split, subset
+from train.faceset import CLASS_ALIASES, DataError, FaceSet, stratified_split
 from train.own_faces import is_own_faces, load_own_faces
 
 log = logging.getLogger(__name__)
-
-#: Defined in train.faceset; importable from here as before.
-__all__ = ["CLASS_ALIASES", "DataError", "FaceSet", "load", "stratified_split", "subset"]
-
-#: The splits of the original CSV, in its ``Usage`` column spelling.
-USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 
 #: Folder names the common redistributions use for each split.
 _SPLIT_ALIASES: dict[str, tuple[str, ...]] = {

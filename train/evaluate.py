@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import DataError, FaceSet, add_data_options, check_data_options, load
+from train.data import add_data_options, check_data_options, load
+from train.faceset import DataError, FaceSet
 from train.ferplus import Votes, load_votes, majority_metrics, paper_line
 from train.metrics import classification_metrics, format_table, plot_confusion
 from train.scores import card_scores

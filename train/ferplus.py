@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.preprocessing import EMOTIONS
-from train.data import DataError, FaceSet, open_text, smoothed_onehot, subset
+from train.data import open_text, smoothed_onehot
+from train.faceset import DataError, FaceSet, subset
 from train.metrics import classification_metrics
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,17 @@ import numpy as np
 
 from edge.model import sha256_of
 from edge.preprocessing import EMOTIONS
-from train import checkpoints, distill, ferplus, loop, presets, quant_aware, record, strategy
+from train import (
+    checkpoints,
+    distill,
+    faceset,
+    ferplus,
+    loop,
+    presets,
+    quant_aware,
+    record,
+    strategy,
+)
 from train import data as datasets
 from train.config import TrainConfig
 from train.inputs import make_dataset, steps_per_epoch
@@ -227,8 +237,8 @@ def _new_model(cfg: TrainConfig, total_steps: int, peak_lr: float) -> keras.Mode
     return model
 
 
-def _split(train_all: datasets.FaceSet,
-           cfg: TrainConfig) -> tuple[datasets.FaceSet, datasets.FaceSet | None]:
+def _split(train_all: faceset.FaceSet,
+           cfg: TrainConfig) -> tuple[faceset.FaceSet, faceset.FaceSet | None]:
     """The faces trained on and the held-out ones (``None`` when ``val_fraction`` is 0).
 
     With no held-out split nothing can pick an epoch or stop early, so the run trains for
@@ -237,11 +247,11 @@ def _split(train_all: datasets.FaceSet,
     """
     if cfg.val_fraction == 0:
         return train_all, None
-    keep, held = datasets.stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
-    val_set = datasets.subset(train_all, held, f"(held-out {cfg.val_fraction:.0%})")
+    keep, held = faceset.stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
+    val_set = faceset.subset(train_all, held, f"(held-out {cfg.val_fraction:.0%})")
     if len(val_set) == 0:
         raise ValueError("val_fraction leaves no validation faces; raise it")
-    return datasets.subset(train_all, keep, "(train part)"), val_set
+    return faceset.subset(train_all, keep, "(train part)"), val_set
 
 
 def _stream_seed(cfg: TrainConfig) -> int:
@@ -338,7 +348,7 @@ def _refuse_other_teachers(state: dict, teachers: tuple[str, ...], out: Path) ->
             "resume with the same --teacher files, or start a new --out")
 
 
-def _teacher_targets(cfg: TrainConfig, faces: datasets.FaceSet) -> tuple[dict, np.ndarray]:
+def _teacher_targets(cfg: TrainConfig, faces: faceset.FaceSet) -> tuple[dict, np.ndarray]:
     """The blended training targets, and the teacher's record for ``metrics.json``."""
     sources = [Path(t) for t in cfg.teachers]
     started = time.monotonic()

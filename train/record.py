@@ -18,8 +18,7 @@ import numpy as np
 
 from edge.model import sha256_of
 from edge.runtime import sysinfo
-from train import data as datasets
-from train import ferplus
+from train import faceset, ferplus
 from train.config import TrainConfig
 from train.metrics import classification_metrics, format_table, plot_confusion, plot_curves
 
@@ -27,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def write_record(cfg: TrainConfig, best: keras.Model, *, params: int, macs: int,
-                 wall: float, since: int, stream_seed: int, val_set: datasets.FaceSet | None,
-                 test: datasets.FaceSet | None, teacher_record: dict | None,
+                 wall: float, since: int, stream_seed: int, val_set: faceset.FaceSet | None,
+                 test: faceset.FaceSet | None, teacher_record: dict | None,
                  replicas: int = 1, workers: int = 1) -> dict:
     """Score ``best``, write ``metrics.json``, the plots, and return the record."""
     out = Path(cfg.out)
@@ -77,7 +76,7 @@ def write_record(cfg: TrainConfig, best: keras.Model, *, params: int, macs: int,
     return result
 
 
-def _score_test(cfg: TrainConfig, best: keras.Model, test: datasets.FaceSet, result: dict) -> None:
+def _score_test(cfg: TrainConfig, best: keras.Model, test: faceset.FaceSet, result: dict) -> None:
     """The test split's scores: FER-2013 labels, and the FER+ majority given the votes."""
     result["test_usage"] = cfg.test_usage
     predicted = predict(best, test.images)

@@ -224,12 +224,6 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def header_size(head: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from an image's bytes, or ``None`` when it cannot be read."""
-    try:
-        return image_size(head)
-    except ValueError:
-        return None
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -120,10 +120,6 @@ def check_ranges(obj: Any, at: str) -> None:
             bound.check(value, f"{at}.{f.name}" if at else f.name)
 
 
-def within(value: float, at: str, lo: float, hi: float | None = None, *,
-           lo_open: bool = False, hi_open: bool = False, amount: bool = False) -> None:
-    """Check one value against a range that is not a dataclass field's (a CLI flag, say)."""
-    Range(lo, hi, lo_open, hi_open, amount=amount).check(value, at)
 
 
 #: Upper bounds of durations (seconds) and counts that have no natural limit of their own.

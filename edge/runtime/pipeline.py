@@ -36,8 +36,9 @@ from edge.stats import Stats
 from edge.vision.boxes import Box
 from edge.vision.faces import FaceDetector, extract_faces
 from edge.vision.motion import Motion
+from edge.vision.plans import Tracked
 from edge.vision.quality import judge
-from edge.vision.schedule import DetectionSchedule, Tracked
+from edge.vision.schedule import DetectionSchedule
 from edge.vision.tracking import Tracker
 
 log = logging.getLogger(__name__)

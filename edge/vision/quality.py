@@ -29,7 +29,6 @@ from edge.config import QualityConfig
 from edge.vision.boxes import Box
 
 Withheld = Literal["small", "blurred", "turned"]
-WITHHELD: tuple[str, ...] = ("small", "blurred", "turned")
 
 
 def sharpness(crop: np.ndarray) -> float:

@@ -61,9 +61,7 @@ from edge.vision.boxes import (
 from edge.vision.faces import FaceDetector, Pyramid
 from edge.vision.follow import Template, cut, follow
 from edge.vision.motion import Motion, MotionDetector, search_regions
-from edge.vision.plans import Found, Plan, Tracked, describe_schedule, held
-
-__all__ = ["DetectionSchedule", "Found", "Tracked", "describe_schedule", "size_bands"]
+from edge.vision.plans import Found, Plan, Tracked, held
 from edge.vision.slices import search_slices, size_bands, slice_due
 
 #: Padding around a moving area before it is searched, per side, as a fraction of its size.
@@ -150,11 +148,6 @@ class DetectionSchedule:
     def track(self, tracked: list[Tracked]) -> None:
         """Publish the tracked faces' latest boxes (collector thread)."""
         self._tracked = tuple(tracked)
-
-    def detect(self, detector: FaceDetector, frame: Frame, order: int,
-               motion: Motion | None = None) -> list[Box]:
-        """Only the boxes of :meth:`find` (for tools and tests that do not classify)."""
-        return self.find(detector, frame, order, motion).boxes
 
     def find(self, detector: FaceDetector, frame: Frame, order: int,
              motion: Motion | None = None) -> Found:
