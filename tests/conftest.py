@@ -117,8 +117,18 @@ _TRAIN_MODULES = {"test_convert", "test_distill", "test_distribute", "test_fine_
                   "test_quant_aware", "test_train", "test_train_ferplus"}
 
 
+#: Integration tests (real processes, brokers, a browser, the installer, clips): the
+#: ``slow`` marker, so ``pytest -m "not slow"`` runs the unit tests in under a minute.
+_SLOW_MODULES = {"test_bench", "test_crowd", "test_edge_cli", "test_fleet",
+                 "test_fleet_broker", "test_hardening", "test_layers", "test_mqtt",
+                 "test_mqtt_failures", "test_systemd", "test_web_browser"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if (item.module.__name__.rpartition(".")[2] in _TRAIN_MODULES
-                or "trained_run" in getattr(item, "fixturenames", ())):
+        module = item.module.__name__.rpartition(".")[2]
+        if module in _TRAIN_MODULES or "trained_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.train)
+            item.add_marker(pytest.mark.slow)
+        elif module in _SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
