@@ -24,7 +24,8 @@ from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
 from edge.capture.sources import Frame, FrameSource, local_path, make_source, video_fps
 from edge.config import Config, ConfigError, sink_names
 from edge.model import EmotionClassifier, ModelCard, ModelError, card_path_for
-from edge.runtime.pipeline import Pipeline, PipelineSettings
+from edge.runtime.pipeline import Pipeline
+from edge.runtime.settings import PipelineSettings
 from edge.sinks import Sink
 from edge.stats import Stats
 from edge.vision.boxes import Box

@@ -14,7 +14,8 @@ from edge.capture.sources import Frame, SourceError
 from edge.config import DetectorConfig, QualityConfig, TrackingConfig
 from edge.events import EmotionEvent
 from edge.preprocessing import EMOTIONS
-from edge.runtime.pipeline import END, Pipeline, PipelineSettings, _End
+from edge.runtime.pipeline import END, Pipeline, _End
+from edge.runtime.settings import PipelineSettings
 from edge.vision.tracking import Tracker
 from tests.fixtures import wait_until
 

@@ -21,15 +21,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 
 from edge.capture.queues import FrameQueue
 from edge.capture.reconnect import Reconnecting
 from edge.capture.sources import Frame, FrameSource, SourceError
-from edge.config import QualityConfig
 from edge.events import EmotionEvent
+from edge.runtime.settings import Classifier, PipelineSettings
 from edge.sinks import Sink
 from edge.sinks.group import SinkGroup
 from edge.stats import Stats
@@ -94,38 +94,6 @@ class RunResult:
 #: How long :meth:`Pipeline.join` waits for threads to leave once it has aborted them: a
 #: native call in progress (a cascade search on a loaded machine, a stream read) ends first.
 ABORT_GRACE_S = 5.0
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """How a pipeline runs (built from the config by :mod:`edge.assemble`).
-
-    Attributes:
-        margin: crop margin around face boxes, in face widths.
-        queue_size: frame queue length.
-        max_frames: stop after this many frames (0: no limit).
-        drop_oldest: drop the oldest frame when behind; ``None``: when the source is live.
-        rate: pace reading at this many frames per second (replaying a file as a camera).
-        reconnect: (initial, max) seconds between attempts to reopen a failed live source.
-        quality: which crops are worth classifying (:mod:`edge.vision.quality`).
-    """
-
-    margin: float = 0.15
-    queue_size: int = 4
-    max_frames: int = 0
-    drop_oldest: bool | None = None
-    rate: float | None = None
-    reconnect: tuple[float, float] = (1.0, 30.0)
-    quality: QualityConfig = field(default_factory=QualityConfig)
-
-
-class Classifier(Protocol):
-    """What the pipeline needs from a classifier (``edge.model.EmotionClassifier``)."""
-
-    labels: tuple[str, ...]
-
-    def classify(self, faces: np.ndarray) -> np.ndarray:
-        """``(N, len(labels))`` probabilities for ``(N, 48, 48)`` uint8 faces."""
 
 
 class Pipeline:

@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 from edge.config import Config, ConfigError, MqttSinkConfig
 from edge.config.secrets import read_secret
 from edge.events import EmotionEvent
+from edge.sinks.discovery import publish_discovery
 from edge.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,8 @@ class MqttSink:
         log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
         client.publish(self.topic_status, "online", qos=1, retain=True)
         if self.cfg.homeassistant_discovery:
-            self._publish_discovery(client)
+            publish_discovery(client, self.device, self.cfg.discovery_prefix,
+                              self.topic_state, self.topic_status)
         self._reset.set()
         self._connected.set()
         self._wake.set()
@@ -343,28 +345,6 @@ class MqttSink:
             log.info("MQTT: published again the %d event(s) acknowledged in the %g s before "
                      "the connection was lost (a broker that died may not have kept them; "
                      "consumers drop duplicates by id)", len(again), self.cfg.replay_s)
-
-    def _publish_discovery(self, client: mqtt.Client) -> None:
-        node = f"emotion_edge_{self.device}".replace("-", "_")
-        device = {"identifiers": [node], "name": f"Emotion {self.device}",
-                  "model": "emotion-edge", "manufacturer": "emotion-edge"}
-        sensors = {
-            "dominant_emotion": {"name": "Dominant emotion",
-                                 "value_template": "{{ value_json.dominant or 'none' }}",
-                                 "icon": "mdi:emoticon-outline"},
-            "faces": {"name": "Faces in view", "value_template": "{{ value_json.faces }}",
-                      "state_class": "measurement", "icon": "mdi:account-multiple"},
-            "fps": {"name": "Frame rate", "value_template": "{{ value_json.fps }}",
-                    "unit_of_measurement": "fps", "state_class": "measurement",
-                    "entity_category": "diagnostic"},
-        }
-        for key, extra in sensors.items():
-            config = {"unique_id": f"{node}_{key}", "object_id": f"{node}_{key}",
-                      "state_topic": self.topic_state, "availability_topic": self.topic_status,
-                      "payload_available": "online", "payload_not_available": "offline",
-                      "device": device, **extra}
-            client.publish(f"{self.cfg.discovery_prefix}/sensor/{node}/{key}/config",
-                           json.dumps(config), qos=1, retain=True)
 
 
 def connect_failure(cfg: MqttSinkConfig, timeout_s: float = 2.0) -> str:
