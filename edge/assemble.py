@@ -193,7 +193,8 @@ def build_schedule(cfg: Config, stats: Stats) -> DetectionSchedule | PassSchedul
     """Where the detector looks in each frame, timing into ``stats``: one pass per frame
     for YuNet; motion first or periodic for the cascade."""
     if cfg.detector.kind == "yunet":
-        return PassSchedule(stats, cfg.detector.pass_every, cfg.motion.classify_every)
+        return PassSchedule(stats, cfg.detector.pass_every, cfg.motion.classify_every,
+                            cfg.detector.level_eyes)
     return DetectionSchedule(cfg.detector.full_every, cfg.detector.region_margin, stats,
                              cfg.motion, cfg.detector.min_size)
 

@@ -285,3 +285,19 @@ def test_fetch_writes_where_the_config_points(tmp_path: Path) -> None:
     config.write_text("detector:\n  model: here/yunet.onnx\n")
     assert fetch_main(["yunet", "--config", str(config), "--from", str(SHARED_MODEL)]) == 0
     assert (tmp_path / "here" / "yunet.onnx").read_bytes() == SHARED_MODEL.read_bytes()
+
+
+def test_a_tilted_face_s_crop_levelled_by_its_eyes_matches_the_upright_one() -> None:
+    from edge.vision.faces import extract_faces
+
+    frame = _background((480, 640))
+    frame[40:440, 120:520] = portrait(400)
+    box = Box(220, 140, 200, 200)
+    eyes = ((280.0, 220.0), (360.0, 220.0))  # level, in the upright frame
+    upright = extract_faces(frame, [box], 0.15)[0].astype(float)
+    turn = cv2.getRotationMatrix2D((320.0, 220.0), -20.0, 1.0)  # tilt the head 20 degrees
+    tilted = cv2.warpAffine(frame, turn, (640, 480), borderMode=cv2.BORDER_REPLICATE)
+    moved = [tuple(turn @ np.array([x, y, 1.0])) for x, y in eyes]
+    plain = extract_faces(tilted, [box], 0.15)[0].astype(float)
+    level = extract_faces(tilted, [box], 0.15, eyes=[(moved[0], moved[1])])[0].astype(float)
+    assert np.abs(level - upright).mean() < 0.5 * np.abs(plain - upright).mean()

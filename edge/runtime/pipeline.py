@@ -278,7 +278,8 @@ class Pipeline:
             withheld: list[str | None] = [None] * len(boxes)
             if fresh:
                 t0 = time.perf_counter()
-                crops = extract_faces(frame.gray, [boxes[i] for i in fresh], margin, crops)
+                crops = extract_faces(frame.gray, [boxes[i] for i in fresh], margin, crops,
+                                      [found.eyes[i] for i in fresh] if found.eyes else None)
                 turns = found.turns or [None] * len(boxes)
                 for k, i in enumerate(fresh):
                     withheld[i] = judge(boxes[i], crops[k], self.settings.quality, turns[i])

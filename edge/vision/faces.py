@@ -296,8 +296,13 @@ def shrink(image: np.ndarray, size: tuple[int, int],
 
 
 def extract_faces(gray: np.ndarray, boxes: list[Box], margin: float,
-                  out: np.ndarray | None = None) -> np.ndarray:
+                  out: np.ndarray | None = None,
+                  eyes: list[Eyes | None] | None = None) -> np.ndarray:
     """Model-ready ``(N, 48, 48)`` uint8 faces for ``boxes`` (written into ``out`` if big enough).
+
+    Args:
+        eyes: per box, the eye centres (full-resolution pixels) to level the crop by, or
+            ``None`` for a crop as the box stands.
 
     Returns a view of ``out`` (or a new array) with exactly ``len(boxes)`` faces.
     """
@@ -306,5 +311,29 @@ def extract_faces(gray: np.ndarray, boxes: list[Box], margin: float,
         out = np.empty((max(n, 1), FACE_SIZE, FACE_SIZE), np.uint8)
     for i, box in enumerate(boxes):
         x, y, w, h = crop_box(box, gray.shape, margin)
-        resize_face(gray[y:y + h, x:x + w], out=out[i])
+        pair = eyes[i] if eyes is not None else None
+        if pair is None:
+            resize_face(gray[y:y + h, x:x + w], out=out[i])
+        else:
+            resize_face(_levelled(gray, Box(x, y, w, h), pair), out=out[i])
     return out[:n]
+
+
+#: Two eye centres, ``((x, y), (x, y))``: the one on the image's left first.
+Eyes = tuple[tuple[float, float], tuple[float, float]]
+
+
+def _levelled(gray: np.ndarray, crop: Box, eyes: Eyes) -> np.ndarray:
+    """The square ``crop`` of ``gray`` with the face turned about the point between its
+    eyes until they are level (a region a third wider turns, so the corners are image)."""
+    x, y, side, _ = crop
+    fh, fw = gray.shape[:2]
+    pad = side // 3
+    x0, y0 = max(0, x - pad), max(0, y - pad)
+    region = gray[y0:min(fh, y + side + pad), x0:min(fw, x + side + pad)]
+    (ax, ay), (bx, by) = eyes
+    angle = float(np.degrees(np.arctan2(by - ay, bx - ax)))
+    turn = cv2.getRotationMatrix2D(((ax + bx) / 2 - x0, (ay + by) / 2 - y0), angle, 1.0)
+    region = cv2.warpAffine(region, turn, (region.shape[1], region.shape[0]),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return region[y - y0:y - y0 + side, x - x0:x - x0 + side]

@@ -82,10 +82,13 @@ class PassSchedule:
             ``detect_kept`` count per face kept without one.
         every: a pass on one frame in this many (more while a face is not steady).
         classify_every: a steady face is classified on one pass in this many.
+        level_eyes: turn each crop so the eyes are level before it is classified.
     """
 
-    def __init__(self, stats: Stats, every: int = 1, classify_every: int = 1) -> None:
+    def __init__(self, stats: Stats, every: int = 1, classify_every: int = 1,
+                 level_eyes: bool = True) -> None:
         self.stats = stats
+        self.level_eyes = level_eyes
         self.every = every
         self.classify_every = classify_every
         self._tracked: tuple[Tracked, ...] = ()
@@ -118,4 +121,6 @@ class PassSchedule:
         turns: list[float | None] = [
             turn((d.landmarks.right_eye, d.landmarks.left_eye), d.landmarks.nose)
             for d in found]
-        return Found(boxes, reused(boxes, plan), turns=turns)
+        eyes = ([(d.landmarks.right_eye, d.landmarks.left_eye) for d in found]
+                if self.level_eyes else None)
+        return Found(boxes, reused(boxes, plan), turns=turns, eyes=eyes)

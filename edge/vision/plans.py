@@ -58,6 +58,8 @@ class Found:
     #: per box, how far the face is turned (:func:`edge.vision.quality.turn`), when the
     #: detector gives landmarks
     turns: list[float | None] | None = None
+    #: per box, the eye centres its crop is levelled by (YuNet with detector.level_eyes)
+    eyes: list | None = None
 
 
 def held(box: Box, plan: Plan) -> bool:
