@@ -51,7 +51,7 @@ class DetectorConfig:
     score_threshold: float = ranged(0.6, 0.05, 0.99)
     nms_threshold: float = ranged(0.3, 0.05, 0.95)
     pass_every: int = positive(2, 30)
-    level_eyes: bool = True
+    level_eyes: bool = False
     detect_width: int = ranged(0, 0, 4096, unit="pixels", note="0: as min_size needs")
     scale_factor: float = ranged(1.1, 1.01, 2.0)
     min_neighbors: int = positive(6, 100)

@@ -86,7 +86,7 @@ class PassSchedule:
     """
 
     def __init__(self, stats: Stats, every: int = 1, classify_every: int = 1,
-                 level_eyes: bool = True) -> None:
+                 level_eyes: bool = False) -> None:
         self.stats = stats
         self.level_eyes = level_eyes
         self.every = every
