@@ -312,3 +312,17 @@ def test_event_streams_beyond_the_cap_get_503_and_health_still_answers(
     finally:
         for r in opened:
             r.close()
+    # Slots come back within seconds of the clients going, and HEAD takes none.
+    for _ in range(3 * MAX_STREAMS):
+        head = urllib.request.Request(url + "api/events/stream", method="HEAD")
+        with urllib.request.urlopen(head, timeout=30) as r:
+            assert r.status == 200
+
+    def a_slot_is_free() -> bool:
+        try:
+            with urllib.request.urlopen(url + "api/events/stream", timeout=30) as r:
+                return r.status == 200
+        except urllib.error.HTTPError:
+            return False
+
+    assert wait_until(a_slot_is_free, timeout=30, interval=0.5)

@@ -163,6 +163,8 @@ def create_app(parts: WebParts) -> Flask:
         # A browser that reconnects sends the last id it saw; a first visit gets the kept
         # events first, then each new one.
         since = request.headers.get("Last-Event-ID") or request.args.get("since")
+        if request.method == "HEAD":  # the headers alone: no slot, no body
+            return Response(mimetype="text/event-stream")
         if not streams.acquire(blocking=False):
             return _busy()
         return Response(_released(_sse(parts.live, since), streams),
@@ -173,6 +175,8 @@ def create_app(parts: WebParts) -> Flask:
         if not parts.cfg.preview:
             return _error(404, "the live view is off (web.preview: false): no camera "
                                "pixels are served")
+        if request.method == "HEAD":
+            return Response(mimetype="multipart/x-mixed-replace; boundary=frame")
         if not streams.acquire(blocking=False):
             return _busy()
         return Response(_released(_mjpeg(parts.live, parts.cfg.preview_fps), streams),
@@ -253,12 +257,35 @@ def _busy() -> Response:
                        "close one (the API, /metrics and /api/health still answer)")
 
 
-def _released(chunks: Iterator[Any], streams: threading.BoundedSemaphore) -> Iterator[Any]:
-    """``chunks``, giving the stream's slot back when the client goes or the server stops."""
-    try:
-        yield from chunks
-    finally:
-        streams.release()
+class _Released:
+    """A stream's body that gives its slot back when the server closes it: when the
+    client goes, the server stops, or the body was never read at all (a generator that
+    never started would never reach its ``finally``, and its slot would stay taken)."""
+
+    def __init__(self, chunks: Iterator[Any], streams: threading.BoundedSemaphore) -> None:
+        self._chunks, self._streams = chunks, streams
+        self._lock = threading.Lock()
+        self._open = True
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._chunks
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._open:
+                return
+            self._open = False
+        try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._streams.release()
+
+
+def _released(chunks: Iterator[Any], streams: threading.BoundedSemaphore) -> _Released:
+    """``chunks``, giving the stream's slot back when the response is closed."""
+    return _Released(chunks, streams)
 
 
 def _raw_body() -> bytes:
@@ -293,7 +320,8 @@ def _error(code: int, message: str) -> Response:
 
 def _sse(live: LiveState, since: str | None) -> Iterator[str]:
     """Server-sent events: the kept events after ``since``, then each new one as it
-    happens, and a comment every 15 s while nothing happens."""
+    happens, and a comment every 2 s while nothing happens (so a client that has gone is
+    noticed, and its slot freed, within seconds)."""
     serial, new = live.backlog(since)
     yield ": connected\n\n"
     while True:
@@ -301,7 +329,7 @@ def _sse(live: LiveState, since: str | None) -> Iterator[str]:
             yield f"id: {event['id']}\nevent: emotion\ndata: {json.dumps(event)}\n\n"
         if live.closed:
             return
-        serial, new = live.wait_events(serial, 15.0)
+        serial, new = live.wait_events(serial, 2.0)
         if not new:
             yield ": keep-alive\n\n"
 

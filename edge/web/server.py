@@ -116,7 +116,10 @@ class WebServer:
                 # A body well above the upload limit is refused by its Content-Length
                 # before a byte of it is buffered (one just above gets the app's JSON 413).
                 max_request_body_size=2 * cfg.upload_max_bytes + 65_536,
-                channel_timeout=30, connection_limit=200, cleanup_interval=1)
+                channel_timeout=30, connection_limit=200, cleanup_interval=1,
+                # A client that stops reading a stream makes its thread wait once this
+                # much is queued for it, instead of the server buffering it all.
+                outbuf_high_watermark=1 << 20)
         except OSError as exc:
             hint = ("; something else listens there: pick another port with web.port or "
                     "--port (0: any free one)" if exc.errno == errno.EADDRINUSE else "")
