@@ -30,6 +30,8 @@ def show(value: Any, limit: int = 60) -> str:
     """
     if isinstance(value, (dict, list, tuple, set)) and len(value) > 8:
         return f"a {type(value).__name__} of {len(value)} items"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"  # its digits would not print
     text = reprlib.repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -40,6 +42,11 @@ def checked_string(value: str, at: str) -> str:
     bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
     if bad is not None:
         raise ConfigError(f"{at}: must not contain control characters (found {bad!r})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{at}: must be UTF-8 text (character {exc.start + 1} is a lone "
+                          "surrogate)") from None
     return value
 
 

@@ -309,6 +309,8 @@ def _coerce(hint: Any, value: Any, at: str) -> Any:
         raise ConfigError(f"{at}: must be an integer, got {show(value)}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) > MAX_INT:
+                raise ConfigError(f"{at}: must be at most {MAX_INT:,}, got {show(value)}")
             if not math.isfinite(value):
                 raise ConfigError(f"{at}: must be a finite number, got {value!r}")
             return float(value)
