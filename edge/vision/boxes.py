@@ -40,7 +40,12 @@ def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def dedupe(boxes: Iterable[Box], threshold: float = 0.3) -> list[Box]:
+#: Overlap (IoU) at which two boxes are taken for one face: a face found twice in one
+#: frame, or the same face in the next frame or a plan's known box.
+SAME_FACE_IOU = 0.3
+
+
+def dedupe(boxes: Iterable[Box], threshold: float = SAME_FACE_IOU) -> list[Box]:
     """``boxes`` without the smaller of any two that overlap by more than ``threshold`` IoU."""
     kept: list[Box] = []
     for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):

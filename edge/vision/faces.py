@@ -191,7 +191,7 @@ class FaceDetector:
             dx, dy = int(w * margin), int(h * margin)
             x0, y0 = max(0, x - dx), max(0, y - dy)
             x1, y1 = min(fw, x + w + dx), min(fh, y + h + dy)
-            if x1 - x0 < 24 or y1 - y0 < 24:
+            if x1 - x0 < self.base or y1 - y0 < self.base:
                 continue
             s = min(1.0, face_px / max(w, 1))
             roi = gray[y0:y1, x0:x1]

@@ -22,14 +22,11 @@ from dataclasses import dataclass
 
 from edge.capture.sources import Frame
 from edge.stats import Stats
-from edge.vision.boxes import Box, iou_matrix
+from edge.vision.boxes import SAME_FACE_IOU, Box, iou_matrix
 from edge.vision.motion import Motion
 from edge.vision.plans import Found, Tracked
 from edge.vision.quality import turn
 from edge.vision.yunet import YuNetDetector
-
-#: Overlap at which a found box is the same face as a tracked one (as the tracker's).
-SAME_FACE_IOU = 0.3
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge.config import DetectorConfig, MotionConfig
-from edge.vision.boxes import Box, iou
+from edge.vision.boxes import SAME_FACE_IOU, Box, iou
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def held(box: Box, plan: Plan) -> bool:
     """Whether ``box``, kept without the cascade, may keep its last classification: its
     face's phase skips classification in this frame (a followed face's box moved, so it
     is matched to the known box it came from by overlap)."""
-    return any(iou(box, r) >= 0.3 for r in plan.reuse)
+    return any(iou(box, r) >= SAME_FACE_IOU for r in plan.reuse)
 
 
 def describe_detection(detector: DetectorConfig, motion: MotionConfig) -> str:

@@ -50,6 +50,7 @@ from edge.capture.sources import Frame
 from edge.config import MotionConfig
 from edge.stats import Stats
 from edge.vision.boxes import (
+    SAME_FACE_IOU,
     Box,
     dedupe,
     iou,
@@ -213,7 +214,7 @@ class DetectionSchedule:
         known = [t.box for t in self._tracked]
         recent = [b for o, b in self._recent if abs(o - order) < _RECENT_FRAMES]
         if recent and known:
-            unexplained = (iou_matrix(recent, known) < 0.3).all(axis=1)
+            unexplained = (iou_matrix(recent, known) < SAME_FACE_IOU).all(axis=1)
             recent = [b for b, new in zip(recent, unexplained, strict=True) if new]
         return known + recent
 
@@ -309,7 +310,7 @@ class DetectionSchedule:
         best = None
         for t in self._templates:
             if t.order < order and (best is None or t.order > best.order) and iou(
-                    t.box, box) >= 0.3:
+                    t.box, box) >= SAME_FACE_IOU:
                 best = t
         return best
 
