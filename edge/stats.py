@@ -113,6 +113,18 @@ class Stats:
         return {"counters": counters, "gauges": gauges, "stages": stages,
                 "fps": round(self.fps(), 2), "uptime_s": round(time.monotonic() - self.started, 1)}
 
+    def status(self) -> dict:
+        """The device's state now, as MQTT ``state`` and ``/api/state`` publish it: faces
+        in view, the dominant emotion, fps, source health, frames, drops, events,
+        uptime, the detector and the faces whose emotion is withheld."""
+        snap = self.snapshot()
+        c, g = snap["counters"], snap["gauges"]
+        return {"faces": g.get("faces", 0), "dominant": g.get("dominant"), "fps": snap["fps"],
+                "source": g.get("source", "ok"), "frames": c.get("frames", 0),
+                "dropped": g.get("dropped", 0), "events": c.get("events", 0),
+                "uptime_s": snap["uptime_s"], "detector": g.get("detector"),
+                "withheld": g.get("withheld", {})}
+
     def line(self) -> str:
         """One human-readable stats line for the log."""
         snap = self.snapshot()

@@ -97,12 +97,5 @@ class Service:
         return result
 
     def status(self) -> dict:
-        """The runtime state sinks publish (e.g. MQTT ``state``)."""
-        snap = self.pipeline.stats.snapshot()
-        gauges = snap["gauges"]
-        return {"faces": gauges.get("faces", 0), "dominant": gauges.get("dominant"),
-                "fps": snap["fps"],
-                "source": gauges.get("source", "ok"),
-                "dropped": gauges.get("dropped", 0),
-                "events": snap["counters"].get("events", 0),
-                "detector": gauges.get("detector")}
+        """The runtime state sinks publish (e.g. MQTT ``state``): :meth:`Stats.status`."""
+        return self.pipeline.stats.status()

@@ -296,12 +296,7 @@ def _raw_body() -> bytes:
 
 def _status(parts: WebParts) -> dict:
     """The device's state now, from the pipeline's own figures."""
-    snap = parts.stats.snapshot()
-    c, g = snap["counters"], snap["gauges"]
-    status = {"fps": snap["fps"], "source": g.get("source", "ok"),
-              "frames": c.get("frames", 0), "dropped": g.get("dropped", 0),
-              "events": c.get("events", 0), "uptime_s": snap["uptime_s"],
-              "detector": g.get("detector"), "withheld": g.get("withheld", {})}
+    status = parts.stats.status()
     if parts.mqtt is not None:
         status.update(mqtt_connected=parts.mqtt.connected, spooled=len(parts.mqtt.spool),
                       discarded=parts.mqtt.discarded)
