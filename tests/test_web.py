@@ -326,3 +326,24 @@ def test_event_streams_beyond_the_cap_get_503_and_health_still_answers(
             return False
 
     assert wait_until(a_slot_is_free, timeout=30, interval=0.5)
+
+
+def test_the_servers_own_error_answers_carry_the_security_headers(device: Device) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    from edge.web.app import SECURITY_HEADERS
+
+    where = urlsplit(device.web.url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    head = answer.split(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 400")
+    for name in SECURITY_HEADERS:
+        assert name.lower() + ":" in head, name

@@ -19,12 +19,13 @@ import numpy as np
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import ErrorTask
 
 from edge.config import ConfigError, WebConfig
 from edge.config.secrets import read_secret
 from edge.model import ModelCard
 from edge.stats import Stats
-from edge.web.app import WebParts, create_app
+from edge.web.app import SECURITY_HEADERS, WebParts, create_app
 from edge.web.live import LiveState
 from edge.web.metrics import DeviceCollector, make_registry
 
@@ -62,10 +63,20 @@ REQUEST_TIMEOUT_S = 20.0
 BODY_TIMEOUT_S = 120.0
 
 
+class _HeadedErrorTask(ErrorTask):
+    """waitress's own error answers (a malformed request, a body over the limit, headers
+    too large) with the same security headers as the app's."""
+
+    def execute(self) -> None:
+        self.response_headers.extend(SECURITY_HEADERS.items())
+        super().execute()
+
+
 class _TimedChannel(HTTPChannel):
     """waitress's connection, noting when each request's first byte arrived."""
 
     request_started = 0.0
+    error_task_class = _HeadedErrorTask
 
     def received(self, data: bytes) -> bool:
         if data and self.request is None:
