@@ -2,11 +2,12 @@
 
 One pass over a reduced copy of the frame finds every face in it, turned, tilted or small,
 at a cost that does not depend on how many faces there are. The copy is sized so a
-``min_size`` face is :data:`INPUT_FACE_PX` pixels wide in it (below about 16 pixels YuNet
-starts to miss faces; measured on hand-boxed group photos), unless ``detect_width`` caps
-it. Boxes are reframed as the cascade frames a face (a square about 1.2 times YuNet's
-width, on the same centre; measured on the bundled clip), so crops look like the faces
-the classifier was trained on whichever detector found them. Each face also comes with
+``min_size`` face is :data:`INPUT_FACE_PX` pixels wide in it (24: hand-boxed group photos
+and pasted portraits showed faces of 16-20 pixels at YuNet's input missed or scored under
+the 0.6 threshold, faces of about 25 found), unless ``detect_width`` caps it. Boxes are
+reframed as the cascade frames a face (a square about 1.2 times YuNet's width, on the
+same centre; measured on the bundled clip), so crops look like the faces the classifier
+was trained on whichever detector found them. Each face also comes with
 its five landmarks (eyes, nose tip, mouth corners) and a score.
 
 The model file is not in the repository: ``python -m edge.fetch yunet`` puts it where
