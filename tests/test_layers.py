@@ -26,8 +26,9 @@ FORBIDDEN = {"edge": ("train", "convert", "fleet"), "train": ("convert", "fleet"
 
 #: The command-line modules; a library module importing one of these would run a CLI's
 #: argument parsing and side effects on import.
-CLI_MODULES = {"edge.__main__", "edge.bench", "edge.predict", "train.__main__",
-               "train.evaluate", "convert.quantize", "fleet.consume", "fleet.load"}
+CLI_MODULES = {"edge.__main__", "edge.bench", "edge.predict", "edge.fetch",
+               "train.__main__", "train.evaluate", "train.carry", "train.through_detector",
+               "train.prepare", "convert.quantize", "fleet.consume", "fleet.load"}
 
 
 def _import_all(package: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
