@@ -14,11 +14,14 @@ HD = (720, 1280)
 
 
 def crowd_clip(n: int, cols: int, rows: int, side: int = 110,
-               size: tuple[int, int] = HD) -> list[np.ndarray]:
-    """``n`` frames of ``cols`` x ``rows`` faces of ``side`` pixels (pasted; the detector's
-    box is about 0.6 of that), each nodding a pixel or two on its own phase."""
+               size: tuple[int, int] = HD, face: np.ndarray | None = None,
+               gains: bool = True) -> list[np.ndarray]:
+    """``n`` frames of ``cols`` x ``rows`` faces of ``side`` pixels (pasted; the cascade's
+    box is about 0.6 of the default cut-out), each nodding a pixel or two on its own
+    phase, one in three mirrored, each a little brighter or darker unless ``gains`` is
+    off. ``face``: another ``side`` x ``side`` image to paste."""
     bg = _background(size)
-    face = _face(side)
+    face = _face(side) if face is None else face
     mirrored = face[:, ::-1]
     ch, cw = size[0] // rows, size[1] // cols
     frames = []
@@ -27,8 +30,8 @@ def crowd_clip(n: int, cols: int, rows: int, side: int = 110,
         for k in range(cols * rows):
             r, c = divmod(k, cols)
             dy = round(2 * np.sin((i + 7 * k) / 6))
-            y, x = r * ch + (ch - side) // 2 + dy, c * cw + (cw - side) // 2
-            gain = 0.85 + 0.05 * (k % 4)
+            y, x = max(0, r * ch + (ch - side) // 2 + dy), c * cw + (cw - side) // 2
+            gain = 0.85 + 0.05 * (k % 4) if gains else 1.0
             patch = mirrored if k % 3 == 1 else face
             f[y:y + side, x:x + side] = np.clip(patch * gain, 0, 255)
         frames.append(f)

@@ -26,7 +26,7 @@ from edge.vision.faces import DetectorError, FaceDetector
 from edge.vision.passes import PassPlan, plan_pass, reused
 from edge.vision.plans import Tracked
 from edge.vision.yunet import MODEL_SHA256, YuNetDetector, input_size, square_box
-from tests.test_crowd import HD
+from tests.test_crowd import HD, crowd_clip
 from tests.test_motion import PHOTO, _background, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,20 +49,8 @@ def portrait(side: int) -> np.ndarray:
 
 
 def photo_crowd(n: int, cols: int, rows: int, side: int = 230) -> list[np.ndarray]:
-    """``n`` frames of a 720p background with ``cols`` x ``rows`` portraits, each nodding
-    a pixel or two on its own phase, one in three mirrored."""
-    bg, face = _background(HD), portrait(side)
-    ch, cw = HD[0] // rows, HD[1] // cols
-    frames = []
-    for i in range(n):
-        f = bg.copy()
-        for k in range(cols * rows):
-            r, c = divmod(k, cols)
-            dy = round(2 * np.sin((i + 7 * k) / 6))
-            y, x = max(0, r * ch + (ch - side) // 2 + dy), c * cw + (cw - side) // 2
-            f[y:y + side, x:x + side] = face[:, ::-1] if k % 3 == 1 else face
-        frames.append(f)
-    return frames
+    """``n`` frames of a 720p crowd of portraits (:func:`tests.test_crowd.crowd_clip`)."""
+    return crowd_clip(n, cols, rows, side, face=portrait(side), gains=False)
 
 
 # -- one interface -------------------------------------------------------------------------
