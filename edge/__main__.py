@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from edge.config import load, sink_names
 
@@ -77,9 +76,10 @@ def _hint_for_a_still_image(uri: object) -> None:
     """A photo as the source is one frame, too few for a face to be confirmed and
     reported: say so, and point to the tool for photos."""
     from edge.capture.image_files import IMAGE_SUFFIXES
+    from edge.capture.sources import local_path
 
-    if isinstance(uri, str) and "*" not in uri and Path(uri).suffix.lower() in IMAGE_SUFFIXES \
-            and Path(uri).is_file():
+    path = local_path(uri)
+    if path is not None and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
         log.warning("%s is a still image: one frame, too few for a face to be confirmed and "
                     "reported (tracking.min_hits); for the faces and emotions in a photo use "
                     "python -m edge.predict %s", uri, uri)

@@ -41,7 +41,7 @@ from edge.bench_runs import (
     run_sequential,
 )
 from edge.capture.image_files import ImageError, read_image
-from edge.config import Config, load, shipped
+from edge.config import Config, ConfigError, check_utf8_path, load, shipped
 from edge.model import (
     MODES,
     EmotionClassifier,
@@ -363,10 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("--source %s: no such video file", source)
         return 2
     try:
-        source.encode("utf-8")
-    except UnicodeEncodeError:
-        log.error("--source: %r is not a UTF-8 file name, which OpenCV cannot open; rename "
-                  "the file", source.encode("utf-8", "surrogateescape"))
+        check_utf8_path(source, "--source")
+    except ConfigError as exc:
+        log.error("%s", exc)
         return 2
     try:
         overrides: dict[str, object] = {"model.path": args.model} if args.model else {}

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import shlex
 import sys
 import tarfile
 from pathlib import Path
@@ -134,13 +135,14 @@ def _run_command(run: Path) -> str:
 
 
 def _with_resume(command: str) -> str:
+    """``command`` without the sitting's own ``--stop-after N`` and with ``--resume``."""
     if not command:
         return ""
-    words = command.split(" --stop-after ")
-    if len(words) == 2:  # the sitting's own stop is not part of the run
-        rest = words[1].split(" ", 1)
-        command = words[0] + (" " + rest[1] if len(rest) > 1 else "")
-    return command if " --resume" in command else command + " --resume"
+    words = shlex.split(command)
+    if "--stop-after" in words:
+        at = words.index("--stop-after")
+        del words[at:at + 2]
+    return shlex.join(words if "--resume" in words else [*words, "--resume"])
 
 
 def main(argv: list[str] | None = None) -> int:

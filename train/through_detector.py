@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     found, framed, level = [], [], []
     for i, face in enumerate(faces.images):
         gray = canvas(face)
-        hits = detector.find(gray) if hasattr(detector, "find") and cfg.detector.kind == \
-            "yunet" else None
+        hits = detector.find(gray) if cfg.detector.kind == "yunet" else None
         boxes = [h.box for h in hits] if hits is not None else detector.detect(gray)
         if not boxes:
             continue

@@ -13,7 +13,7 @@ Every public name is importable from ``edge.config`` itself.
 """
 
 from edge.config.checks import MAX_INT, ConfigError, show
-from edge.config.loader import PATH_KEYS, Config, build, load, shipped
+from edge.config.loader import PATH_KEYS, Config, build, check_utf8_path, load, shipped
 from edge.config.outputs import (
     Backoff,
     LogSinkConfig,
@@ -40,5 +40,5 @@ __all__ = [
     "LogSinkConfig", "ModelConfig", "MotionConfig", "MqttSinkConfig", "MqttTlsConfig",
     "PipelineConfig", "QualityConfig", "SinksConfig", "SourceConfig", "StdoutSinkConfig",
     "TrackingConfig",
-    "WebConfig", "build", "is_loopback", "load", "shipped", "show", "sink_names",
+    "WebConfig", "build", "check_utf8_path", "is_loopback", "load", "shipped", "show", "sink_names",
 ]

@@ -191,30 +191,40 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
 def _refuse_undecodable_paths(data: dict[str, Any]) -> None:
     """A file name that is not valid UTF-8 crashes OpenCV's file functions (a signal,
     not an error): refuse it here, in one line, before anything opens it."""
+    for key, node, name in _path_entries(data):
+        check_utf8_path(node[name], key)
+
+
+def check_utf8_path(value: str, at: str) -> None:
+    """Refuse ``value`` (a file name) when it is not UTF-8: OpenCV would crash on it.
+
+    Raises:
+        ConfigError: naming ``at`` and the name's bytes.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{at}: {value.encode('utf-8', 'surrogateescape')!r} is not a "
+                          "UTF-8 file name, which OpenCV cannot open; rename the file") \
+            from None
+
+
+def _path_entries(data: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """``(key, section, name)`` of every :data:`PATH_KEYS` entry the YAML gives as text."""
+    out = []
     for key in PATH_KEYS:
         *sections, name = key.split(".")
         node: Any = data
         for section in sections:
             node = node.get(section) if isinstance(node, dict) else None
-        value = node.get(name) if isinstance(node, dict) else None
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ConfigError(f"{key}: {value.encode('utf-8', 'surrogateescape')!r} is "
-                                  "not a UTF-8 file name, which OpenCV cannot open; rename "
-                                  "the file") from None
+        if isinstance(node, dict) and isinstance(node.get(name), str):
+            out.append((key, node, name))
+    return out
 
 
 def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
     """Make the file's relative paths relative to ``folder`` (in place)."""
-    for key in PATH_KEYS:
-        *sections, name = key.split(".")
-        node: Any = data
-        for section in sections:
-            node = node.get(section) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or not isinstance(node.get(name), str):
-            continue
+    for key, node, name in _path_entries(data):
         value = os.path.expandvars(node[name])
         if (not value or "://" in value or value.isdigit() or os.path.isabs(value)
                 or (key == "detector.cascade" and value in _CASCADE_NAMES)):

@@ -57,9 +57,9 @@ def plan_pass(order: int, tracked: tuple[Tracked, ...], every: int,
         return PassPlan(False, tuple(t.box for t in steady))
     if classify_every <= 1:
         return PassPlan(True, ())
-    turn = order // max(every, 1)
+    passes = order // max(every, 1)
     return PassPlan(True, tuple(t.box for t in steady
-                                if (turn + t.id) % classify_every != 0))
+                                if (passes + t.id) % classify_every != 0))
 
 
 def reused(boxes: list[Box], plan: PassPlan) -> list[bool]:
