@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -389,3 +390,44 @@ def test_carry_refuses_altered_parts_and_non_runs(trained_run: Path, tmp_path: P
     assert carry_main(["unpack", str(parts), str(tmp_path / "back")]) == 2
     assert "sha256 differs" in caplog.text
     assert carry_main(["unpack", str(tmp_path / "nothing"), str(tmp_path / "back")]) == 2
+
+
+def test_a_run_asked_to_stop_ends_after_the_epoch_saved_and_resumes(
+        fer_csv: Path, tmp_path: Path) -> None:
+    import threading
+
+    from train.__main__ import parse_args
+    from train.fit import run
+
+    out = tmp_path / "run"
+    argv = ["--data", str(fer_csv), "--batch-size", "16", "--val-fraction", "0.2",
+            "--arch", "edge", "--test-usage", "", "--epochs", "3", "--out", str(out)]
+    asked = threading.Event()
+    asked.set()  # as SIGTERM would during the first epoch
+    assert run(parse_args(argv)[0], asked) == {"stopped_after": 1}
+    assert json.loads((out / "state.json").read_text())["epoch"] == 1
+    assert not (out / "metrics.json").exists() and not list(out.glob("*.saving.keras"))
+    assert train_main([*argv, "--resume"]) == 0
+    assert json.loads((out / "state.json").read_text())["epoch"] == 3
+    assert (out / "metrics.json").exists()
+
+
+def test_sigterm_asks_the_run_to_stop_after_its_epoch() -> None:
+    import os
+    import signal
+
+    from train.__main__ import stop_on_signal
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        asked = stop_on_signal()
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not asked.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert asked.is_set()
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C does not wait
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])

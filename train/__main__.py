@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 
 from train.config import (
     Arch,
@@ -165,11 +167,31 @@ def main(argv: list[str] | None = None) -> int:
     from train.fit import InitFromError, ResumeError, run
 
     try:
-        run(cfg)
+        run(cfg, stop_on_signal())
     except (DataError, InitFromError, ResumeError, TeacherError) as exc:
         logging.getLogger("train").error("%s", exc)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
+
+
+def stop_on_signal() -> threading.Event:
+    """An event SIGTERM or a first Ctrl-C sets: the run ends after the epoch in progress,
+    saved and resumable (a second Ctrl-C stops at once, losing that epoch)."""
+    asked = threading.Event()
+
+    def ask(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        logging.getLogger("train").warning(
+            "stopping after the epoch in progress; --resume continues from there%s",
+            " (Ctrl-C again: stop now)" if signum == signal.SIGINT else "")
+
+    signal.signal(signal.SIGTERM, ask)
+    signal.signal(signal.SIGINT, ask)
+    return asked
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``last.keras`` and ``state.json`` are written after every epoch; early stopping's and the
 plateau schedule's counters are saved there and put back on ``--resume``, so an
-interrupted run continues as if it had not stopped.
+interrupted run continues as if it had not stopped. A run asked to stop (SIGTERM, Ctrl-C)
+ends after the epoch in progress, saved.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -64,7 +66,10 @@ class RunState(keras.callbacks.Callback):
         return self.elapsed_before + time.monotonic() - self.started
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.model.save(self.out / "last.keras")
+        # Written aside and renamed, so a run killed mid-save still has the last epoch.
+        saving = self.out / "last.saving.keras"
+        self.model.save(saving)
+        os.replace(saving, self.out / "last.keras")
         state = {
             "epoch": epoch + 1,
             "elapsed_s": round(self.elapsed(), 1),
@@ -83,6 +88,23 @@ class RunState(keras.callbacks.Callback):
         tmp = self.out / "state.json.tmp"
         tmp.write_text(json.dumps(state, indent=1))
         os.replace(tmp, self.out / "state.json")
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """Ends the run after the epoch in progress once ``asked`` is set (SIGTERM, Ctrl-C).
+
+    Placed after :class:`RunState`, so the epoch it stops on is saved and ``--resume``
+    continues from it exactly; ``stopped_after`` is that epoch (0 while running).
+    """
+
+    def __init__(self, asked: threading.Event) -> None:
+        super().__init__()
+        self.asked, self.stopped_after = asked, 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.asked.is_set():
+            self.stopped_after = epoch + 1
+            self.model.stop_training = True
 
 
 def _seed_states(model: keras.Model) -> list:

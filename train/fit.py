@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -84,8 +85,12 @@ def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
     return {i: float(v) for i, v in enumerate(w)}
 
 
-def run(cfg: TrainConfig) -> dict:
-    """Train per ``cfg`` and write all artefacts to ``cfg.out``; returns the metrics dict."""
+def run(cfg: TrainConfig, stop: threading.Event | None = None) -> dict:
+    """Train per ``cfg`` and write all artefacts to ``cfg.out``; returns the metrics dict.
+
+    Once ``stop`` is set the run ends after the epoch in progress, resumable with
+    ``--resume``; the dict is then ``{"stopped_after": epoch}``.
+    """
     # First: a multi-worker strategy must set up before TensorFlow does anything else.
     scale = strategy.Replicas.for_name(cfg.distribute)
     with contextlib.ExitStack() as stack:
@@ -93,12 +98,13 @@ def run(cfg: TrainConfig) -> dict:
         # run on every worker, to stop on the same epoch) write to a scratch folder.
         work = None if scale.chief else Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="train-worker-")))
-        result = _run(cfg, scale, work)
+        result = _run(cfg, scale, work, stop or threading.Event())
         scale.barrier()  # every worker ends together, after the chief has written
         return result
 
 
-def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None) -> dict:
+def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None,
+         stop: threading.Event) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     work = work or out
@@ -167,7 +173,8 @@ def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None) -> dict:
         keras.callbacks.CSVLogger(work / "history.csv", append=state is not None),
         *([plateau] if plateau else []),
         checkpoints.Progress(cfg.epochs),
-        run_state,  # last, so the counters it saves are this epoch's
+        run_state,  # after the others, so the counters it saves are this epoch's
+        asked := checkpoints.StopWhenAsked(stop),  # after run_state: the epoch is saved
     ]
     until = min(cfg.epochs, cfg.stop_after) if cfg.stop_after else cfg.epochs
     loop.fit(model, scale.strategy, train_ds, val_ds, epochs=until,
@@ -177,11 +184,12 @@ def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None) -> dict:
     if work != out:
         log.info("worker done; the chief writes %s", out)
         return {}
-    if until < cfg.epochs and not model.stop_training:
+    stopped = asked.stopped_after or until
+    if stopped < cfg.epochs and not (early and early.stopped_epoch):
         log.info("stopped after epoch %d of %d as asked; continue with the same command "
                  "and --resume (python -m train.carry pack %s DIR takes it to another "
-                 "machine)", until, cfg.epochs, out)
-        return {"stopped_after": until}
+                 "machine)", stopped, cfg.epochs, out)
+        return {"stopped_after": stopped}
     # Without a held-out split nothing selects: the run's model is its last epoch.
     best = keras.models.load_model(out / ("best.keras" if val_set is not None
                                           else "last.keras"))
