@@ -257,10 +257,10 @@ def test_clients_that_send_their_request_slowly_are_cut_and_health_answers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("waitress")
     pytest.importorskip("flask")
-    import edge.web.server as web_server
+    import edge.web.admission as web_admission
     from tests.test_web import get, start
 
-    monkeypatch.setattr(web_server, "REQUEST_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(web_admission, "REQUEST_TIMEOUT_S", 1.0)
     device = start(tmp_path)
     slow = []
     try:

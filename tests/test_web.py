@@ -49,10 +49,10 @@ def device(tmp_path: Path) -> Iterator[Device]:
 
 
 def get(url: str, headers: dict | None = None, data: bytes | None = None,
-        method: str | None = None) -> tuple[int, dict, bytes]:
+        method: str | None = None, timeout: float = 30) -> tuple[int, dict, bytes]:
     request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()

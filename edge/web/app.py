@@ -8,8 +8,6 @@ status, never a traceback.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -28,6 +26,7 @@ from edge.capture.image_files import ImageError, decode_image, give_back_memory
 from edge.config import WebConfig
 from edge.model import ModelCard
 from edge.stats import Stats
+from edge.web.guard import COOKIE, TokenGuard
 from edge.web.live import LiveState, blank_jpeg
 from edge.web.metrics import CONTENT_TYPE, render
 
@@ -47,9 +46,11 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
+#: Photo uploads handled at once (one decoding, the next waiting); more get 503.
+UPLOADS_AT_ONCE = 2
+
 #: Largest uploaded photo decoded, in pixels: a 24-megapixel camera's, 72 MB as BGR.
 UPLOAD_MAX_PIXELS = 24_000_000
-_COOKIE = "emotion_edge_token"
 
 
 @dataclass
@@ -61,7 +62,7 @@ class WebParts:
     card: ModelCard
     registry: Any  # prometheus_client.CollectorRegistry
     predict: Callable[[np.ndarray], list[dict]]  # faces in a BGR image
-    token: str | None
+    guard: TokenGuard
     device: str
     stats: Stats
     mqtt: Any | None = None  # the MQTT sink, when enabled
@@ -72,10 +73,9 @@ def create_app(parts: WebParts) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = parts.cfg.upload_max_bytes
     predict_lock = threading.Lock()  # one detector/classifier pair for uploads
+    uploads = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
 
     hosts = allowed_hosts(parts.cfg)
-    failures = _Failures()
-    session = session_value(parts.token) if parts.token is not None else None
     streams = threading.BoundedSemaphore(MAX_STREAMS)
 
     @app.before_request
@@ -89,31 +89,18 @@ def create_app(parts: WebParts) -> Flask:
         if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None \
                 and urlsplit(origin).netloc.lower() != (request.host or "").lower():
             return _error(403, f"cross-site request from {origin} refused")
-        if parts.token is None or request.path == "/api/health":
-            return None
-        client = request.remote_addr or "?"
-        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        given = bearer or request.args.get("token") or ""
-        ok = (hmac.compare_digest(given.encode(), parts.token.encode()) if given
-              else hmac.compare_digest(request.cookies.get(_COOKIE, "").encode(),
-                                       str(session).encode()))
-        if ok:
-            return None  # the right token always passes, whatever came before it
-        if failures.blocked(client):
-            return _error(429, "too many wrong tokens from this address; wait a minute")
-        if given:  # only a wrong token given counts as guessing, not a missing one
-            failures.add(client)
-        return _error(401, "missing or wrong token: send 'Authorization: Bearer "
-                           "<token>' or open the page once with ?token=<token>")
+        refused = parts.guard.refusal(
+            request.remote_addr or "?", request.path, request.headers.get("Authorization", ""),
+            request.args.get("token", ""), request.cookies.get(COOKIE, ""))
+        return _error(*refused) if refused else None
 
     @app.after_request
     def remember_token(response: Response) -> Response:
-        given = request.args.get("token")
-        if parts.token is not None and given and hmac.compare_digest(
-                given.encode(), parts.token.encode()):
+        if parts.guard.is_token(request.args.get("token")):
             # A value derived from the token, never the token: browsers send a cookie to
             # every port of the host.
-            response.set_cookie(_COOKIE, str(session), httponly=True, samesite="Strict")
+            response.set_cookie(COOKIE, str(parts.guard.session), httponly=True,
+                                samesite="Strict")
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.update(SECURITY_HEADERS)
         return response
@@ -184,6 +171,19 @@ def create_app(parts: WebParts) -> Flask:
 
     @app.post("/api/predict")
     def predict() -> Response:
+        # A photo waiting its turn holds an HTTP thread and its bytes: past a few, the
+        # client is told to come back, and the API, /metrics and health keep their threads.
+        if not uploads.acquire(blocking=False):
+            response = _error(503, f"{UPLOADS_AT_ONCE} photos are being read already; "
+                                   "send this one again in a few seconds")
+            response.headers["Retry-After"] = "2"
+            return response
+        try:
+            return _predict()
+        finally:
+            uploads.release()
+
+    def _predict() -> Response:
         if request.mimetype == "multipart/form-data":
             upload = request.files.get("photo")
             data = upload.read() if upload is not None else b""
@@ -219,37 +219,6 @@ def allowed_hosts(cfg: WebConfig) -> set[str] | None:
     if cfg.bind in ("0.0.0.0", "::", "") and not extra:
         return None
     return {cfg.bind.lower(), "localhost", "127.0.0.1", "::1"} | extra
-
-
-def session_value(token: str) -> str:
-    """The browser cookie's value: derived from the token, so it never leaks the token."""
-    return hmac.new(token.encode(), b"emotion-edge web session", hashlib.sha256).hexdigest()
-
-
-class _Failures:
-    """Wrong tokens per client address: after ``limit`` in ``window_s``, refuse the address
-    until the window has passed (a brute force then costs minutes per few guesses)."""
-
-    def __init__(self, limit: int = 10, window_s: float = 60.0, kept: int = 1024) -> None:
-        self.limit, self.window_s, self.kept = limit, window_s, kept
-        self._seen: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, client: str) -> None:
-        with self._lock:
-            if len(self._seen) >= self.kept and client not in self._seen:
-                self._seen.pop(next(iter(self._seen)))
-            self._seen.setdefault(client, []).append(time.monotonic())
-
-    def blocked(self, client: str) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            recent = [t for t in self._seen.get(client, ()) if now - t < self.window_s]
-            if recent:
-                self._seen[client] = recent
-            else:
-                self._seen.pop(client, None)
-            return len(recent) >= self.limit
 
 
 def _busy() -> Response:

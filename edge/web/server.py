@@ -11,21 +11,20 @@ import contextlib
 import errno
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from waitress import wasyncore
-from waitress.channel import HTTPChannel
 from waitress.server import create_server
-from waitress.task import ErrorTask
 
 from edge.config import ConfigError, WebConfig
 from edge.config.secrets import read_secret
 from edge.model import ModelCard
 from edge.stats import Stats
-from edge.web.app import SECURITY_HEADERS, WebParts, create_app
+from edge.web.admission import admit
+from edge.web.app import WebParts, create_app
+from edge.web.guard import TokenGuard
 from edge.web.live import LiveState
 from edge.web.metrics import DeviceCollector, make_registry
 
@@ -54,58 +53,6 @@ def read_token(cfg: WebConfig) -> str | None:
     return token
 
 
-#: Longest a client may take to send a request's headers, and the whole request (a photo
-#: upload over a slow phone link included), from its first byte. waitress closes only
-#: silent connections (``channel_timeout``), so a client sending a byte every few seconds
-#: would otherwise hold its connection for ever, and a hundred of them the server's
-#: connection limit.
-REQUEST_TIMEOUT_S = 20.0
-BODY_TIMEOUT_S = 120.0
-
-
-class _HeadedErrorTask(ErrorTask):
-    """waitress's own error answers (a malformed request, a body over the limit, headers
-    too large) with the same security headers as the app's."""
-
-    def execute(self) -> None:
-        self.response_headers.extend(SECURITY_HEADERS.items())
-        super().execute()
-
-
-class _TimedChannel(HTTPChannel):
-    """waitress's connection, noting when each request's first byte arrived."""
-
-    request_started = 0.0
-    error_task_class = _HeadedErrorTask
-
-    def received(self, data: bytes) -> bool:
-        if data and self.request is None:
-            self.request_started = time.monotonic()
-        return super().received(data)
-
-
-def _cut_slow_requests(server: Any) -> None:
-    """Make ``server`` close, on its once-a-second maintenance, every connection whose
-    request's headers have been arriving for longer than :data:`REQUEST_TIMEOUT_S`, or
-    the whole request for longer than :data:`BODY_TIMEOUT_S`."""
-    server.channel_class = _TimedChannel
-    maintenance = server.maintenance
-
-    def maintain(now: float) -> None:
-        maintenance(now)
-        t = time.monotonic()
-        for channel in list(server.active_channels.values()):
-            request = channel.request
-            if request is None or channel.requests:
-                continue
-            started = getattr(channel, "request_started", t)
-            if (t - started > BODY_TIMEOUT_S
-                    or (not request.headers_finished and t - started > REQUEST_TIMEOUT_S)):
-                channel.will_close = True
-
-    server.maintenance = maintain
-
-
 class WebServer:
     """The running server; :meth:`close` stops it (and ends open streams).
 
@@ -118,8 +65,8 @@ class WebServer:
                  mqtt: Any | None = None) -> None:
         self.live = live
         registry = make_registry(DeviceCollector(stats, live, card, mqtt))
-        parts = WebParts(cfg, live, card, registry, predict, read_token(cfg), device, stats,
-                         mqtt)
+        guard = TokenGuard(read_token(cfg))
+        parts = WebParts(cfg, live, card, registry, predict, guard, device, stats, mqtt)
         try:
             self._server = create_server(
                 create_app(parts), host=cfg.bind, port=cfg.port, threads=THREADS,
@@ -128,6 +75,8 @@ class WebServer:
                 # before a byte of it is buffered (one just above gets the app's JSON 413).
                 max_request_body_size=2 * cfg.upload_max_bytes + 65_536,
                 channel_timeout=30, connection_limit=200, cleanup_interval=1,
+                # Browsers send a few KB; 200 connections' headers then stay a few MB.
+                max_request_header_size=32_768,
                 # A client that stops reading a stream makes its thread wait once this
                 # much is queued for it, instead of the server buffering it all.
                 outbuf_high_watermark=1 << 20)
@@ -136,13 +85,13 @@ class WebServer:
                     "--port (0: any free one)" if exc.errno == errno.EADDRINUSE else "")
             raise ConfigError(f"web.port: cannot listen on {cfg.bind}:{cfg.port} "
                               f"({exc.strerror}){hint}") from None
-        _cut_slow_requests(self._server)
+        admit(self._server, guard)
         self.port = int(self._server.effective_port)
         self.url = f"http://{cfg.bind}:{self.port}/"
         self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
         self._thread.start()
         log.info("web page on %s%s", self.url,
-                 " (token required)" if parts.token else "")
+                 " (token required)" if guard.token else "")
 
     def _serve(self) -> None:
         with contextlib.suppress(OSError):  # a socket closed under the loop also ends it
