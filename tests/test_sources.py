@@ -179,3 +179,17 @@ def test_with_the_web_page_a_video_file_plays_at_its_own_rate_and_loops() -> Non
     assert not demo_playback(load(root / "config.yaml", {"web.enabled": True,
                                                          "source.pace": "off"}))
     assert playback_rate(load(root / "config.yaml", {"source.pace": "on"})) == fps
+
+
+def test_opencv_warns_once_about_a_missing_camera_not_on_every_retry() -> None:
+    import subprocess
+
+    # OpenCV prints from C++ to the process's stderr: seen only from outside it.
+    script = ("from edge.capture.sources import OpenCVSource, SourceError\n"
+              "s = OpenCVSource(99)\n"
+              "for _ in range(4):\n"
+              "    try:\n        s.open()\n    except SourceError:\n        pass\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("/dev/video99") <= 1, done.stderr

@@ -96,14 +96,17 @@ class OpenCVSource:
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
         self._pass = self._expected = 0
+        self._failed_opens = 0  # in a row: OpenCV's own warning is printed for the first
 
     def open(self) -> None:
         if self.is_file and not Path(str(self.uri)).is_file():
             raise SourceError(f"{self.uri}: no such video file")
-        cap = cv2.VideoCapture(self.uri)
+        cap = _quiet_open(self.uri) if self._failed_opens else cv2.VideoCapture(self.uri)
         if not cap.isOpened():
             cap.release()
+            self._failed_opens += 1
             raise SourceError(f"cannot open video source {self.uri!r}")
+        self._failed_opens = 0
         if isinstance(self.uri, int):
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -357,3 +360,15 @@ def _looks_like_images(uri: str) -> bool:
     if p.suffix.lower() in VIDEO_FILE_SUFFIXES or "://" in uri:
         return False
     return p.suffix.lower() in IMAGE_SUFFIXES or any(c in uri for c in "*?[")
+
+
+def _quiet_open(uri: int | str) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(uri)`` without OpenCV's warnings on stderr: a camera that is
+    retried every few seconds would print the same lines each time (the reconnect loop
+    says once why it waits)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.VideoCapture(uri)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
