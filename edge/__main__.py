@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edge.config import load, sink_names
+from edge.config import camera_index, load, sink_names
 
 log = logging.getLogger("edge")
 
@@ -46,7 +46,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
         if args.source == "picamera2":
             o["source.kind"] = "picamera2"
         else:
-            o["source.uri"] = int(args.source) if args.source.isdigit() else args.source
+            index = camera_index(args.source)
+            o["source.uri"] = index if index is not None else args.source
             o["source.kind"] = "auto"
     if args.model is not None:
         o["model.path"] = args.model

@@ -23,6 +23,16 @@ _COLOURS = {
 }
 
 
+def drawable(text: str) -> str:
+    """``text`` as OpenCV's Hershey fonts can draw it: ASCII, anything else as '?'.
+
+    OpenCV crashes the process (SIGSEGV) on a string that is not valid Unicode, such as a
+    file name that is not UTF-8 (its bytes arrive as lone surrogates), and draws other
+    non-ASCII characters as '?' anyway.
+    """
+    return text.encode("ascii", "replace").decode("ascii")
+
+
 def draw_faces(image: np.ndarray, boxes: Sequence[Box], labels: Sequence[str],
                confidences: Sequence[float], ids: Sequence[int] | None = None) -> np.ndarray:
     """Draw each box with ``[id] emotion confidence`` above it, in place; returns ``image``."""
@@ -32,7 +42,8 @@ def draw_faces(image: np.ndarray, boxes: Sequence[Box], labels: Sequence[str],
         x, y, w, bh = box
         colour = _COLOURS.get(label, (0, 255, 0))
         cv2.rectangle(image, (x, y), (x + w, y + bh), colour, thick + 1)
-        text = f"{'#' + str(ids[i]) + ' ' if ids is not None else ''}{label} {conf:.0%}"
+        text = drawable(f"{'#' + str(ids[i]) + ' ' if ids is not None else ''}{label} "
+                        f"{conf:.0%}")
         scale = max(0.45, h / 900)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         ty = y - 6 if y - th - 10 > 0 else y + bh + th + 6
@@ -65,18 +76,18 @@ def probability_chart(faces: Sequence[dict[str, float]], path: str | Path,
                      np.uint8)
     y0 = 0
     if title:
-        cv2.putText(canvas, title, (pad, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+        cv2.putText(canvas, drawable(title), (pad, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
                     cv2.LINE_AA)
         y0 = 24
     for i, probs in enumerate(faces):
         top = y0 + i * panel_h + pad
         best = max(probs, key=probs.get)
-        cv2.putText(canvas, f"face {i + 1}: {best}", (pad, top + 12), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, drawable(f"face {i + 1}: {best}"), (pad, top + 12),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         for j, label in enumerate(labels):
             y = top + 20 + j * row_h
             p = float(probs[label])
-            cv2.putText(canvas, label, (pad, y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+            cv2.putText(canvas, drawable(label), (pad, y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                         (40, 40, 40), 1, cv2.LINE_AA)
             cv2.rectangle(canvas, (label_w, y + 3), (label_w + bar_w, y + row_h - 3),
                           (235, 235, 235), -1)

@@ -38,8 +38,22 @@ def _out_path(out: str, image: Path, many: bool, suffix: str) -> Path:
     return folder / f"{image.stem}{suffix}"
 
 
+def _not_there(name: str) -> str | None:
+    """Why the image argument ``name`` names nothing, if it does not (globs: later)."""
+    if any(c in name for c in "*?["):
+        return None
+    try:
+        return None if Path(name).exists() else "no such file or folder"
+    except OSError as exc:  # a name too long for the file system, say
+        return exc.strerror or str(exc)
+
+
 def _output_problem(out: str, many: bool) -> str | None:
     """Why ``out`` cannot take the outputs (one file, or a folder for several), if so."""
+    try:
+        Path(out).exists()
+    except OSError as exc:  # a name too long for the file system, say
+        return f"{out[:80]}: {exc.strerror or exc}"
     if many:
         return (f"{out}: a file; several images need a folder to write into"
                 if Path(out).exists() and not Path(out).is_dir() else None)
@@ -74,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     except STARTUP_ERRORS as exc:
         log.error("%s", exc)
         return 2
-    missing = [a for a in args.images if not any(c in a for c in "*?[") and not Path(a).exists()]
-    for name in missing:
-        log.error("%s: no such file or folder", name)
+    problems = {a: why for a in args.images if (why := _not_there(a))}
+    missing = list(problems)
+    for name, why in problems.items():
+        log.error("%s: %s", name[:200], why)
     paths = list_images([a for a in args.images if a not in missing])
     for flag, out in (("--annotate", args.annotate), ("--chart", args.chart)):
         problem = _output_problem(out, len(paths) > 1) if out else None

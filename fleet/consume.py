@@ -187,11 +187,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--prefix: one topic level without '/', '+' or '#', got {args.prefix!r}")
     if not args.host.strip():
         p.error("--host: give the broker's host name or address")
+    try:  # what the socket layer would refuse later with a traceback
+        args.host.encode("idna")
+    except UnicodeError:
+        p.error(f"--host: not a host name or address: {args.host[:80]!r}")
     if not math.isfinite(args.max_seconds) or args.max_seconds < 0:
         p.error(f"--max-seconds: a finite number of seconds >= 0, got {args.max_seconds}")
     if not 1 <= len(args.client_id) <= 128 or not args.client_id.isprintable():
         p.error("--client-id: 1 to 128 printable characters (the broker keeps the session "
                 "under it)")
+    if args.username is not None and not _utf8(args.username):
+        p.error("--username: not valid UTF-8 text")
+    try:
+        _check_files(p, args)
+    except OSError as exc:  # a name too long for the file system, say
+        p.error(f"{exc.filename}: {exc.strerror or exc}")
+    return args
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_files(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for flag, path in (("--password-file", args.password_file), ("--ca-file", args.ca_file)):
         if path is not None and not path.is_file():
             p.error(f"{flag}: {path}: no such regular file")
@@ -201,7 +223,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--ca-file: {args.ca_file}: not a PEM certificate")
     if args.out is not None and args.out.exists() and not args.out.is_file():
         p.error(f"--out: {args.out}: not a regular file")
-    return args
 
 
 def _client(args: argparse.Namespace, consumer: FleetConsumer, stop: threading.Event,

@@ -324,9 +324,10 @@ def test_file_names_that_are_not_utf8_never_reach_opencv(tmp_path: Path) -> None
     photo = tmp_path / f"{NOT_UTF8}.jpg"
     photo.write_bytes((ROOT / "models/sample/astronaut.jpg").read_bytes())
     out = tmp_path / f"{NOT_UTF8}-out.jpg"
-    r = _predict(str(photo), "--annotate", str(out))
+    chart = tmp_path / "chart.png"  # titled with the photo's name, drawn by OpenCV
+    r = _predict(str(photo), "--annotate", str(out), "--chart", str(chart))
     assert r.returncode == 0, r.stderr
-    assert out.is_file() and out.stat().st_size > 1000
+    assert out.is_file() and out.stat().st_size > 1000 and chart.is_file()
     video = tmp_path / f"{NOT_UTF8}.mp4"
     video.write_bytes((ROOT / "models/sample/astronaut.mp4").read_bytes())
     r = run_edge("--source", str(video), "--sink", "stdout", "--max-frames", "3")

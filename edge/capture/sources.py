@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
-from edge.config import SourceConfig
+from edge.config import SourceConfig, camera_index
 
 log = logging.getLogger(__name__)
 
@@ -330,10 +330,9 @@ def make_source(cfg: SourceConfig, detect_width: int = 320,
         return Picamera2Source(cfg.width, cfg.height, cfg.fps, detect_width, keep_color)
     if kind == "images":
         return ImageSource(str(cfg.uri), keep_color)
-    uri = cfg.uri
-    if isinstance(uri, str) and uri.isdigit():
-        uri = int(uri)
-    return OpenCVSource(uri, cfg.width, cfg.height, cfg.fps, cfg.loop, keep_color)
+    index = camera_index(cfg.uri)
+    return OpenCVSource(cfg.uri if index is None else index, cfg.width, cfg.height, cfg.fps,
+                        cfg.loop, keep_color)
 
 
 def video_fps(path: str) -> float:
@@ -348,7 +347,7 @@ def video_fps(path: str) -> float:
 
 def local_path(uri: str | int) -> Path | None:
     """The local file or folder a source uri names; None for camera indexes, URLs, globs."""
-    if not isinstance(uri, str) or "://" in uri or uri.isdigit() or any(c in uri for c in "*?["):
+    if camera_index(uri) is not None or "://" in str(uri) or any(c in str(uri) for c in "*?["):
         return None
     return Path(uri)
 

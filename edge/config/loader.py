@@ -31,6 +31,7 @@ from edge.config.sections import (
     QualityConfig,
     SourceConfig,
     TrackingConfig,
+    camera_index,
 )
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,8 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
     """Make the file's relative paths relative to ``folder`` (in place)."""
     for key, node, name in _path_entries(data):
         value = os.path.expandvars(node[name])
-        if (not value or "://" in value or value.isdigit() or os.path.isabs(value)
+        if (not value or "://" in value or camera_index(value) is not None
+                or os.path.isabs(value)
                 or (key == "detector.cascade" and value in _CASCADE_NAMES)):
             continue
         node[name] = str(folder / value)

@@ -10,9 +10,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from edge.config.checks import DAY_S, HOUR_S, ConfigError, non_negative, positive, ranged
 from edge.config.outputs import Backoff
+
+
+def camera_index(uri: str | int) -> int | None:
+    """The camera index ``uri`` names (``2`` or ``"2"``), or ``None`` for anything else (a
+    file, a folder, a glob, a URL). Only ASCII digits: ``int()`` also reads other
+    scripts' digits, which no one means as a camera."""
+    if isinstance(uri, int):
+        return uri
+    if uri.isascii() and uri.isdigit() and len(uri) <= 9:
+        return int(uri)
+    return None
+
+
+def _has_host(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        return False
 
 
 @dataclass(frozen=True)
@@ -33,12 +52,17 @@ class SourceConfig:
 
     def _validate(self, at: str) -> None:
         # OpenCV's V4L2 code crashes the process on a negative index rather than failing.
-        if isinstance(self.uri, int) and not 0 <= self.uri <= 63:
+        index = camera_index(self.uri)
+        if (index is not None and not 0 <= index <= 63) or (
+                isinstance(self.uri, str) and self.uri.isdigit() and index is None):
             raise ConfigError(f"{at}.uri: a camera index must be in 0..63 (/dev/video<N>), "
-                              f"got {self.uri}")
+                              f"got {str(self.uri)[:20]!r}")
         if isinstance(self.uri, str) and not self.uri.strip():
             raise ConfigError(f"{at}.uri: must not be empty; give a camera index, a video "
                               "or image file, a folder, a glob or a stream URL")
+        if isinstance(self.uri, str) and "://" in self.uri and not _has_host(self.uri):
+            raise ConfigError(f"{at}.uri: {self.uri[:80]!r} names no host; give the stream's "
+                              "address, e.g. rtsp://camera.local:554/stream")
 
 
 @dataclass(frozen=True)
