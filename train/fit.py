@@ -8,12 +8,13 @@ every epoch) and everything worth keeping (``best.keras``, ``history.csv``, ``cu
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -29,17 +30,15 @@ from train import (
     presets,
     quant_aware,
     record,
+    resume,
     strategy,
+    warm_start,
 )
 from train import data as datasets
 from train.config import TrainConfig
 from train.inputs import make_dataset, steps_per_epoch
 
 log = logging.getLogger(__name__)
-
-
-class InitFromError(ValueError):
-    """The model named by ``init_from`` is missing or does not fit the preset."""
 
 
 def make_optimizer(name: str,
@@ -66,10 +65,6 @@ def make_optimizer(name: str,
         return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True,
                                     weight_decay=weight_decay or None)
     raise ValueError(f"optimizer: unknown '{name}'; use adam or sgd")
-
-
-class ResumeError(ValueError):
-    """``--resume`` asked for something other than the run in the folder."""
 
 
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -108,26 +103,17 @@ def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None,
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     work = work or out
-    state = _saved_state(cfg, out)
-    # Runs from before the stream seed was recorded drew from cfg.seed.
-    stream_seed = (_stream_seed(cfg) if state is None
-                   else int(state.get("stream_seed", cfg.seed)))
-    keras.utils.set_random_seed(stream_seed)
-    keras.config.set_dtype_policy(cfg.precision)
+    state = resume.saved_state(cfg, out)
+    stream_seed = _seeded(cfg, state)
     # Loaded (and its preset checked) before the data and teachers, to fail fast.
     with scale.scope():
-        resumed = (_resumed_model(out / "last.keras", cfg.arch, cfg.quantize_aware)
+        resumed = (resume.resumed_model(out / "last.keras", cfg.arch, cfg.quantize_aware)
                    if state is not None else None)
     if cfg.quantize_aware and not (cfg.init_from or resumed):
-        raise InitFromError("quantize_aware fine-tunes a trained model: pass init_from")
+        raise warm_start.InitFromError("quantize_aware fine-tunes a trained model: pass "
+                                       "init_from")
 
-    splits = datasets.load(cfg.data, ("Training", cfg.test_usage) if cfg.test_usage
-                      else ("Training",))
-    train_all = splits["Training"]
-    if cfg.labels != "fer2013":
-        votes = ferplus.load_votes(cfg.ferplus, train_all, "Training")
-        train_all = ferplus.relabel(train_all, votes, cfg.labels, cfg.ferplus_weight,
-                                    cfg.label_smoothing)
+    splits, train_all = _faces(cfg)
     train_set, val_set = _split(train_all, cfg)
     log.info("train %d faces, validation %d faces", len(train_set),
              len(val_set) if val_set is not None else 0)
@@ -136,17 +122,11 @@ def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None,
     batch = cfg.batch_size * scale.count  # --batch-size is per replica
     steps = steps_per_epoch(len(train_set), batch)
     if state is not None:
-        _refuse_other_teachers(state, cfg.teachers, out)
+        resume.refuse_other_teachers(state, cfg.teachers, out)
     teacher_record, targets = (_teacher_targets(cfg, train_set)
                                if cfg.teachers else (None, train_set.targets))
-    train_ds = make_dataset(train_set.images, train_set.labels, batch, training=True,
-                            seed=stream_seed, augment=cfg.augment,
-                            label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
-                            targets=targets)
-    val_ds = (make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
-                           label_smoothing=cfg.label_smoothing, targets=val_set.targets)
-              if val_set is not None else None)
-
+    train_ds, val_ds = _datasets(cfg, train_set, targets, val_set, batch, stream_seed,
+                                 initial_epoch)
     if resumed is not None:
         model = resumed
         checkpoints.restore_dropout_rng(model, state.get("dropout_rng"))
@@ -154,85 +134,142 @@ def _run(cfg: TrainConfig, scale: strategy.Replicas, work: Path | None,
     else:
         with scale.scope():
             model = _new_model(cfg, cfg.epochs * steps, cfg.learning_rate * scale.count)
-    model.summary(print_fn=lambda line, **_: log.debug(line))
-    params, macs = model.count_params(), presets.count_macs(model)
-    log.info("%s: %s parameters, %.1f M MACs", cfg.arch, f"{params:,}", macs / 1e6)
-
-    selecting, early, plateau, since = checkpoints.selection(cfg, work, state, initial_epoch,
-                                                             val_set is not None)
-    run_state = checkpoints.RunState(
-        work, early, plateau, state["elapsed_s"] if state else 0.0, since,
-        [t["sha256"] for t in teacher_record["models"]] if teacher_record else [],
-        stream_seed, cfg.labels, cfg.command)
-    # The faces convert.quantize calibrates on, so training sees the ranges the file gets.
-    recalibrate = ([quant_aware.Recalibrate(train_all.images[datasets.stratified_sample(
-        train_all.labels, datasets.CALIBRATION_FACES, cfg.seed)])] if cfg.quantize_aware else [])
-    callbacks: list[keras.callbacks.Callback] = [
-        *recalibrate,
-        *selecting,
-        keras.callbacks.CSVLogger(work / "history.csv", append=state is not None),
-        *([plateau] if plateau else []),
-        checkpoints.Progress(cfg.epochs),
-        run_state,  # after the others, so the counters it saves are this epoch's
-        asked := checkpoints.StopWhenAsked(stop),  # after run_state: the epoch is saved
-    ]
+    params, macs = _describe(model, cfg.arch)
+    hooks = _hooks(cfg, work, state, initial_epoch, val_set is not None, train_all,
+                   teacher_record, stream_seed, stop)
     until = min(cfg.epochs, cfg.stop_after) if cfg.stop_after else cfg.epochs
     loop.fit(model, scale.strategy, train_ds, val_ds, epochs=until,
              initial_epoch=initial_epoch, steps=steps, global_batch=batch,
-             class_weight=class_weights(train_set.labels, cfg.class_weight), callbacks=callbacks)
+             class_weight=class_weights(train_set.labels, cfg.class_weight),
+             callbacks=hooks.all)
 
     if work != out:
         log.info("worker done; the chief writes %s", out)
         return {}
-    stopped = asked.stopped_after or until
-    if stopped < cfg.epochs and not (early and early.stopped_epoch):
-        log.info("stopped after epoch %d of %d as asked; continue with the same command "
-                 "and --resume (python -m train.carry pack %s DIR takes it to another "
-                 "machine)", stopped, cfg.epochs, out)
-        return {"stopped_after": stopped}
-    # Without a held-out split nothing selects: the run's model is its last epoch.
-    best = keras.models.load_model(out / ("best.keras" if val_set is not None
-                                          else "last.keras"))
-    # Folded and without the simulation: a plain model that converts like any other.
-    best = quant_aware.strip(best) if cfg.quantize_aware else _as_float32(best, cfg.arch)
-    best.save(out / "best.keras")
+    stopped = hooks.asked.stopped_after or until
+    if stopped < cfg.epochs and not (hooks.early and hooks.early.stopped_epoch):
+        return _sitting_ended(cfg, stopped)
     if scale.count > 1:
         log.info("trained on %d replicas (%d worker(s)): global batch %d, peak learning "
                  "rate %g", scale.count, scale.workers, batch, cfg.learning_rate * scale.count)
-    return record.write_record(cfg, best, params=params, macs=macs, wall=run_state.elapsed(),
-                               since=since, stream_seed=stream_seed, val_set=val_set,
+    return record.write_record(cfg, _final_model(cfg, out, val_set is not None), params=params,
+                               macs=macs, wall=hooks.run_state.elapsed(), since=hooks.since,
+                               stream_seed=stream_seed, val_set=val_set,
                                test=splits.get(cfg.test_usage) if cfg.test_usage else None,
                                teacher_record=teacher_record, replicas=scale.count,
                                workers=scale.workers)
 
 
-def _saved_state(cfg: TrainConfig, out: Path) -> dict | None:
-    """The run's ``state.json`` on ``--resume``, refused if it is another recipe."""
-    state_file = out / "state.json"
-    state = json.loads(state_file.read_text()) if cfg.resume and state_file.exists() else None
-    if cfg.resume and state is None:
-        log.warning("--resume: no state.json in %s, starting from scratch", out)
-    if state is None:
-        return None
-    if (state.get("early") is None) != (cfg.val_fraction == 0):
-        # Half the run on other faces than the rest would be neither recipe.
-        raise ResumeError(f"resume: {out} was trained "
-                          + ("on every Training face; pass --val-fraction 0"
-                             if state.get("early") is None else
-                             "with a held-out split; drop --val-fraction 0"))
-    if state.get("labels", "fer2013") != cfg.labels:
-        raise ResumeError(f"resume: {out} was trained with --labels "
-                          f"{state.get('labels', 'fer2013')}; pass the same --labels")
-    return state
+@dataclass
+class _Hooks:
+    """The run's callbacks, and those whose state the run reads after it."""
+
+    all: list[keras.callbacks.Callback]
+    run_state: checkpoints.RunState
+    early: Any  # checkpoints.ResumableEarlyStopping, None without a held-out split
+    since: int
+    asked: checkpoints.StopWhenAsked
+
+
+def _hooks(cfg: TrainConfig, work: Path, state: dict | None, initial_epoch: int,
+           selected: bool, train_all: faceset.FaceSet, teacher_record: dict | None,
+           stream_seed: int, stop: threading.Event) -> _Hooks:
+    """Selection, logging, progress, checkpoints and the stop on request, in their order."""
+    selecting, early, plateau, since = checkpoints.selection(cfg, work, state, initial_epoch,
+                                                             selected)
+    run_state = checkpoints.RunState(
+        work, early, plateau, state["elapsed_s"] if state else 0.0, since,
+        [t["sha256"] for t in teacher_record["models"]] if teacher_record else [],
+        stream_seed, cfg.labels, cfg.command)
+    asked = checkpoints.StopWhenAsked(stop)
+    return _Hooks([
+        *_recalibrate(cfg, train_all),
+        *selecting,
+        keras.callbacks.CSVLogger(work / "history.csv", append=state is not None),
+        *([plateau] if plateau else []),
+        checkpoints.Progress(cfg.epochs),
+        run_state,  # after the others, so the counters it saves are this epoch's
+        asked,  # after run_state: the epoch it stops on is saved
+    ], run_state, early, since, asked)
+
+
+def _seeded(cfg: TrainConfig, state: dict | None) -> int:
+    """Seed Keras for the run (or its resumed part) and set its precision; returns the
+    stream seed. Runs from before the stream seed was recorded drew from cfg.seed."""
+    stream_seed = (_stream_seed(cfg) if state is None
+                   else int(state.get("stream_seed", cfg.seed)))
+    keras.utils.set_random_seed(stream_seed)
+    keras.config.set_dtype_policy(cfg.precision)
+    return stream_seed
+
+
+def _datasets(cfg: TrainConfig, train_set: faceset.FaceSet, targets: np.ndarray,
+              val_set: faceset.FaceSet | None, batch: int, stream_seed: int,
+              initial_epoch: int) -> tuple[Any, Any]:
+    """The training batches (from ``initial_epoch``'s shuffle on) and the held-out ones."""
+    train_ds = make_dataset(train_set.images, train_set.labels, batch, training=True,
+                            seed=stream_seed, augment=cfg.augment,
+                            label_smoothing=cfg.label_smoothing, start_epoch=initial_epoch,
+                            targets=targets)
+    val_ds = (make_dataset(val_set.images, val_set.labels, 256, training=False, seed=cfg.seed,
+                           label_smoothing=cfg.label_smoothing, targets=val_set.targets)
+              if val_set is not None else None)
+    return train_ds, val_ds
+
+
+def _describe(model: keras.Model, arch: str) -> tuple[int, int]:
+    """Log the model's size; returns its parameters and multiply-accumulates per face."""
+    model.summary(print_fn=lambda line, **_: log.debug(line))
+    params, macs = model.count_params(), presets.count_macs(model)
+    log.info("%s: %s parameters, %.1f M MACs", arch, f"{params:,}", macs / 1e6)
+    return params, macs
+
+
+def _sitting_ended(cfg: TrainConfig, epoch: int) -> dict:
+    log.info("stopped after epoch %d of %d as asked; continue with the same command "
+             "and --resume (python -m train.carry pack %s DIR takes it to another "
+             "machine)", epoch, cfg.epochs, cfg.out)
+    return {"stopped_after": epoch}
+
+
+def _recalibrate(cfg: TrainConfig, train_all: faceset.FaceSet) -> list[keras.callbacks.Callback]:
+    """For quantization-aware fine-tuning: ranges refreshed on the faces convert.quantize
+    calibrates on, so training sees the ranges the file gets."""
+    if not cfg.quantize_aware:
+        return []
+    return [quant_aware.Recalibrate(train_all.images[datasets.stratified_sample(
+        train_all.labels, datasets.CALIBRATION_FACES, cfg.seed)])]
+
+
+def _faces(cfg: TrainConfig) -> tuple[dict[str, faceset.FaceSet], faceset.FaceSet]:
+    """The splits the run reads, and its Training faces with their targets."""
+    splits = datasets.load(cfg.data, ("Training", cfg.test_usage) if cfg.test_usage
+                           else ("Training",))
+    train_all = splits["Training"]
+    if cfg.labels != "fer2013":
+        votes = ferplus.load_votes(cfg.ferplus, train_all, "Training")
+        train_all = ferplus.relabel(train_all, votes, cfg.labels, cfg.ferplus_weight,
+                                    cfg.label_smoothing)
+    return splits, train_all
+
+
+def _final_model(cfg: TrainConfig, out: Path, selected: bool) -> keras.Model:
+    """The run's model, saved as ``best.keras``: the selected epoch's, or the last one's
+    (without a held-out split nothing selects), as a plain float model."""
+    best = keras.models.load_model(out / ("best.keras" if selected else "last.keras"))
+    # Folded and without the simulation: a plain model that converts like any other.
+    best = quant_aware.strip(best) if cfg.quantize_aware else _as_float32(best, cfg.arch)
+    best.save(out / "best.keras")
+    return best
 
 
 def _new_model(cfg: TrainConfig, total_steps: int, peak_lr: float) -> keras.Model:
     """The preset, from ``init_from``'s weights when given, compiled with its schedule."""
     model = presets.build(cfg.arch)
     if cfg.init_from:
-        model = _with_parent_weights(model, _init_source(cfg.init_from))
+        model = warm_start.with_parent_weights(model, warm_start.init_source(cfg.init_from))
     if cfg.freeze:
-        _freeze(model, cfg.freeze)
+        warm_start.freeze(model, cfg.freeze)
     if cfg.quantize_aware:
         model = quant_aware.prepare(model)
     lr: float | keras.optimizers.schedules.LearningRateSchedule = peak_lr
@@ -276,84 +313,8 @@ def _stream_seed(cfg: TrainConfig) -> int:
         return cfg.stream_seed
     if not cfg.init_from:
         return cfg.seed
-    parent_sha256 = sha256_of(str(_init_source(cfg.init_from)))
+    parent_sha256 = sha256_of(str(warm_start.init_source(cfg.init_from)))
     return (cfg.seed * 1_000_003 + int(parent_sha256[:12], 16)) % 2**31
-
-
-def _init_source(path: str | Path) -> Path:
-    """The ``init_from`` model file, which must exist."""
-    source = Path(path)
-    if not source.is_file():
-        raise InitFromError(f"init_from: no model file at {source}")
-    return source
-
-
-def _with_parent_weights(model: keras.Model, source: Path) -> keras.Model:
-    """``model`` (a fresh preset) holding the weights of the model saved at ``source``.
-
-    A parent with BatchNormalization folded away (a shipped source rebuilt from its int8
-    file by ``convert.from_tflite``, or a quantization-aware run's result) gets the
-    preset's folded layout instead, so every shipped model can be fine-tuned.
-    """
-    parent = keras.models.load_model(source, compile=False)
-    shapes = [w.shape for w in parent.get_weights()]
-    if [w.shape for w in model.get_weights()] != shapes:
-        folded = quant_aware.strip(quant_aware.prepare(model))
-        if [w.shape for w in folded.get_weights()] != shapes:
-            raise InitFromError(f"init_from: {source} is a '{parent.name}' model whose "
-                                f"weights do not fit the '{model.name}' preset; pass "
-                                f"--arch {parent.name}")
-        model = folded
-        log.info("%s has BatchNormalization folded in: fine-tuning the folded layout",
-                 source)
-    model.set_weights(parent.get_weights())
-    log.info("starting from the weights of %s", source)
-    return model
-
-
-def _freeze(model: keras.Model, blocks: int) -> None:
-    """Keep the first ``blocks`` convolutions (and their BatchNormalization) as they are:
-    the early, generic feature detectors a few hundred photos should not retrain."""
-    convs = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            convs += 1
-            if convs > blocks:
-                break
-        if convs and isinstance(layer, (keras.layers.Conv2D,
-                                        keras.layers.BatchNormalization)):
-            layer.trainable = False
-    log.info("frozen: the first %d convolution(s)", min(convs, blocks))
-
-
-def _resumed_model(checkpoint: Path, arch: str, quantize_aware: bool) -> keras.Model:
-    """The run's last checkpoint, with its optimizer, refused if it is not of ``arch``.
-
-    A resume under another preset than the run's, or with quantization-aware training
-    switched on or off, would mislabel the run's record.
-    """
-    model = keras.models.load_model(checkpoint)
-    if model.name != arch:
-        raise ResumeError(f"resume: {checkpoint.parent} is an '{model.name}' run, not "
-                          f"'{arch}'; pass --arch {model.name}")
-    if quant_aware.is_quantization_aware(model) != quantize_aware:
-        raise ResumeError(f"resume: {checkpoint.parent} was trained "
-                          + ("quantization-aware; pass --quantize-aware" if not quantize_aware
-                             else "without --quantize-aware; drop it"))
-    return model
-
-
-def _refuse_other_teachers(state: dict, teachers: tuple[str, ...], out: Path) -> None:
-    """Stop a resume whose teacher files differ from the run's, before the teachers run."""
-    if not all(Path(t).is_file() for t in teachers):
-        return  # the teachers' own loading names the missing file
-    now = [sha256_of(t) for t in teachers]
-    if state.get("teacher_sha256", []) != now:
-        # Other soft labels would silently make the second half a different run.
-        raise distill.TeacherError(
-            f"teacher: {out} was trained with teachers of sha256 "
-            f"{state.get('teacher_sha256', []) or 'none'}, now {now or 'none'}; "
-            "resume with the same --teacher files, or start a new --out")
 
 
 def _teacher_targets(cfg: TrainConfig, faces: faceset.FaceSet) -> tuple[dict, np.ndarray]:

@@ -72,11 +72,16 @@ def create_app(parts: WebParts) -> Flask:
     """The Flask application serving ``parts``."""
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = parts.cfg.upload_max_bytes
-    predict_lock = threading.Lock()  # one detector/classifier pair for uploads
-    uploads = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
+    _guard(app, parts)
+    _pages(app)
+    _api(app, parts)
+    _photos(app, parts)
+    return app
 
+
+def _guard(app: Flask, parts: WebParts) -> None:
+    """What every request passes first, and what every answer carries."""
     hosts = allowed_hosts(parts.cfg)
-    streams = threading.BoundedSemaphore(MAX_STREAMS)
 
     @app.before_request
     def check_request() -> Response | None:
@@ -112,6 +117,10 @@ def create_app(parts: WebParts) -> Flask:
                                "bytes (web.upload_max_bytes)")
         return _error(exc.code or 500, exc.description or exc.name)
 
+
+def _pages(app: Flask) -> None:
+    """The live page, the photo page and their scripts and styles."""
+
     @app.get("/")
     def index() -> Response:
         return send_from_directory(STATIC, "index.html")
@@ -123,6 +132,11 @@ def create_app(parts: WebParts) -> Flask:
     @app.get("/static/<path:name>")
     def static_file(name: str) -> Response:
         return send_from_directory(STATIC, name)
+
+
+def _api(app: Flask, parts: WebParts) -> None:
+    """Health, state, events (kept and streamed), the live view and ``/metrics``."""
+    streams = threading.BoundedSemaphore(MAX_STREAMS)
 
     @app.get("/api/health")
     def health() -> Response:
@@ -169,6 +183,16 @@ def create_app(parts: WebParts) -> Flask:
         return Response(_released(_mjpeg(parts.live, parts.cfg.preview_fps), streams),
                         mimetype="multipart/x-mixed-replace; boundary=frame")
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(render(parts.registry), mimetype=CONTENT_TYPE)
+
+
+def _photos(app: Flask, parts: WebParts) -> None:
+    """``POST /api/predict``: the faces and emotions of an uploaded photo."""
+    predict_lock = threading.Lock()  # one detector/classifier pair for uploads
+    uploads = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
+
     @app.post("/api/predict")
     def predict() -> Response:
         # A photo waiting its turn holds an HTTP thread and its bytes: past a few, the
@@ -179,11 +203,11 @@ def create_app(parts: WebParts) -> Flask:
             response.headers["Retry-After"] = "2"
             return response
         try:
-            return _predict()
+            return read_photo()
         finally:
             uploads.release()
 
-    def _predict() -> Response:
+    def read_photo() -> Response:
         if request.mimetype == "multipart/form-data":
             upload = request.files.get("photo")
             data = upload.read() if upload is not None else b""
@@ -204,12 +228,6 @@ def create_app(parts: WebParts) -> Flask:
             give_back_memory()  # a large photo's pages go back to the system, not the heap
         return jsonify({"faces": faces, "width": width, "height": height,
                         "model": parts.card.id})
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(render(parts.registry), mimetype=CONTENT_TYPE)
-
-    return app
 
 
 def allowed_hosts(cfg: WebConfig) -> set[str] | None:
