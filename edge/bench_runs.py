@@ -133,14 +133,21 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
         latency = Latencies()
         p, wall, cpu = once(frames, stats, rate, latency.along(crowd))
         events = [json.loads(line) for line in log.read_text().splitlines()]
-    snap = stats.snapshot()
-    c = snap["counters"]
     # A person watching sees seconds: one second of the clip's frames.
     second = round(rate or video_fps(path) or 30)
+    return {**_figures(stats.snapshot(), p.frames.dropped, wall, cpu, events, second),
+            "steady_p99_ms": latency.p99(after=second),  # after the scene's first second
+            **({"crowd": crowd.figures()} if crowd else {})}
+
+
+def _figures(snap: dict, dropped: int, wall: float, cpu: float, events: list[dict],
+             second: int) -> dict:
+    """A run's speed, detections and events, from its stats and its event log."""
+    c = snap["counters"]
     done = c.get("frames", 0)
     return {
         "fps": round(done / wall, 2), "frames": done, "wall_s": round(wall, 3),
-        "dropped": p.frames.dropped, "cpu_percent": round(cpu, 1),
+        "dropped": dropped, "cpu_percent": round(cpu, 1),
         "faces_per_frame": round(c.get("faces_detected", 0) / max(done, 1), 3),
         "frames_with_face": c.get("frames_with_face", 0),
         "detections": {k.removeprefix("detect_"): v for k, v in sorted(c.items())
@@ -152,9 +159,6 @@ def run_pipeline(cfg: Config, path: str, classifiers: list[EmotionClassifier], f
                     if e["type"] == "changed"],
         "appeared": sum(e["type"] == "appeared" for e in events),
         "reverted": reverted_changes(events, second),
-        # A scene's first second (every face new at once) apart from the rest.
-        "steady_p99_ms": latency.p99(after=second),
-        **({"crowd": crowd.figures()} if crowd else {}),
     }
 
 

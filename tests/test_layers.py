@@ -171,3 +171,26 @@ def test_no_dead_code() -> None:
     result = subprocess.run([sys.executable, "-m", "vulture"], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+
+
+#: The product's packages (not the tests, which read best as whole scenarios).
+PACKAGES = ("edge", "train", "convert", "fleet")
+
+
+def _sources() -> list[Path]:
+    return sorted(f for pkg in PACKAGES for f in (ROOT / pkg).rglob("*.py"))
+
+
+def test_no_function_over_60_lines_and_no_file_over_400() -> None:
+    long_functions, long_files = [], []
+    for path in _sources():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 400:
+            long_files.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} "
+                                          f"{node.name}: {length} lines")
+    assert not long_functions + long_files, "\n".join(long_functions + long_files)

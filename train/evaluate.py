@@ -80,7 +80,7 @@ def evaluate(model_path: str | Path | Sequence[str | Path], faces: FaceSet, thre
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.evaluate",
         description="Evaluate a .keras or .tflite emotion model on a FER-2013 split.")
@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="interpreter threads for .tflite")
     p.add_argument("--flip-average", action="store_true",
                    help="(.keras) average each face with its mirror image")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     check_data_options(p, args)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO,
@@ -142,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
                            f"(accuracy {result['ferplus']['accuracy']:.3f})")
     if args.json:
         print(json.dumps(result, indent=1))
-        return 0
+    else:
+        _print_tables(result, faces, votes)
+    return 0
+
+
+def _print_tables(result: dict, faces: FaceSet, votes: Votes | None) -> None:
     print(f"{result['model']} on {faces.source}, {faces.labelled_by}")
     print(format_table(result))
     if votes is not None:
@@ -151,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{n} {k}" for k, n in left.items()) + ")")
         print(format_table(result["ferplus"]))
         print(paper_line(result["ferplus"]["paper"]))
-    return 0
 
 
 def _write_card(model: Path, usage: str, faces: FaceSet, predictions: np.ndarray,

@@ -12,6 +12,17 @@ from train.config import Augment
 from train.data import smoothed_onehot
 
 
+def _targets(labels: np.ndarray, targets: np.ndarray | None,
+             label_smoothing: float) -> np.ndarray:
+    """``targets`` checked against the labels, or the smoothed one-hot labels."""
+    if targets is None:
+        return smoothed_onehot(labels, label_smoothing)
+    if targets.shape != (len(labels), len(EMOTIONS)):
+        raise ValueError(f"targets: expected shape {(len(labels), len(EMOTIONS))}, "
+                         f"got {targets.shape}")
+    return targets
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -44,12 +55,7 @@ def make_dataset(
             labels (for example :func:`train.distill.blend_targets`); the faces are
             shuffled and augmented exactly as without them.
     """
-    n_classes = len(EMOTIONS)
-    if targets is None:
-        targets = smoothed_onehot(labels, label_smoothing)
-    elif targets.shape != (len(labels), n_classes):
-        raise ValueError(f"targets: expected shape {(len(labels), n_classes)}, "
-                         f"got {targets.shape}")
+    targets = _targets(labels, targets, label_smoothing)
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], targets.astype(np.float32)))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)

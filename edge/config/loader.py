@@ -66,6 +66,42 @@ class Config:
                               f"spaces (it is an MQTT topic level), got {self.device!r}")
 
 
+def _read_yaml(p: Path) -> dict[str, Any]:
+    """The YAML file ``p`` as a mapping, its relative paths made relative to its folder.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not YAML or not a mapping.
+    """
+    try:
+        loaded = yaml.safe_load(_read_config_text(p))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); save it as "
+                          "UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a config file") from None
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(f"{p}: not readable YAML: {_yaml_problem(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not readable YAML ({' '.join(str(exc).split())})") \
+            from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # A tagged or dated value PyYAML's constructors cannot build (2026-13-45,
+        # !!bool maybe, !!int abc, a 4,400-digit integer).
+        raise ConfigError(f"{p}: a value YAML cannot read ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:160]}); quote it to make it "
+                          "text") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys, "
+                          f"got {type(loaded).__name__}")
+    data = loaded or {}
+    _resolve_paths(data, p.parent)
+    return data
+
+
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Load, merge and validate the configuration.
 
@@ -79,34 +115,7 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     """
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        try:
-            loaded = yaml.safe_load(_read_config_text(p))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); save it as "
-                              "UTF-8") from None
-        except RecursionError:
-            raise ConfigError(f"{p}: nested too deeply to be a config file") from None
-        except yaml.MarkedYAMLError as exc:
-            raise ConfigError(f"{p}: not readable YAML: {_yaml_problem(exc)}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not readable YAML ({' '.join(str(exc).split())})") \
-                from None
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            # A tagged or dated value PyYAML's constructors cannot build (2026-13-45,
-            # !!bool maybe, !!int abc, a 4,400-digit integer).
-            raise ConfigError(f"{p}: a value YAML cannot read ({type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:160]}); quote it to make it "
-                              "text") from None
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read ({exc.strerror or exc})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of keys, "
-                              f"got {type(loaded).__name__}")
-        data = loaded or {}
-        _resolve_paths(data, p.parent)
+        data = _read_yaml(Path(path))
         if overrides:
             # The file as written must be valid on its own: a flag that overrides a key
             # does not excuse a wrong value there (the service may run without the flag).

@@ -83,6 +83,40 @@ class MqttSink:
                      len(self.spool))
 
         self.client_id = cfg.client_id or f"emotion-edge-{device}"
+        self.client = self._new_client(password)
+
+        self._connected = threading.Event()
+        self._reset = threading.Event()  # a (re)connect: resend from the spool head
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._lost_at: float | None = None  # when a connection that was up went down
+        self._up_at = 0.0  # when the current connection was accepted
+        self._short_lived: list[float] = []  # when connections closed soon after opening
+        self.replayed = 0
+        self._last_refusal = ""  # the last cause said out loud: each cause once, not per retry
+        self._closing = False
+        self._warned_full = -math.inf  # when the spool's last "full" warning was logged
+        self._thread = threading.Thread(target=self._deliver, name="mqtt-delivery", daemon=True)
+        self._thread.start()
+        self.client.connect_async(cfg.host, cfg.port, cfg.keepalive_s)
+        # paho's network loop runs in a thread of ours (not loop_start's), so whatever kills
+        # the loop (an error inside paho, a callback's) restarts it instead of leaving the
+        # sink silently offline with events piling up in the spool.
+        self._network_failures = 0
+        self._net = threading.Thread(target=self._network, name="mqtt-network", daemon=True)
+        self._net.start()
+        log.info("MQTT sink: %s:%d, topics %s/{event,state,status}%s", cfg.host, cfg.port, base,
+                 " (TLS)" if cfg.tls.enabled else "")
+
+    def _new_client(self, password: str | None) -> mqtt.Client:
+        """paho's client for ``cfg``: credentials, TLS, the offline will, backoff and this
+        sink's callbacks (not connected yet).
+
+        Raises:
+            ConfigError: the TLS files cannot be used.
+        """
+        cfg = self.cfg
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv311)
         if cfg.username:
@@ -102,31 +136,7 @@ class MqttSink:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        self.client = client
-
-        self._connected = threading.Event()
-        self._reset = threading.Event()  # a (re)connect: resend from the spool head
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._lost_at: float | None = None  # when a connection that was up went down
-        self._up_at = 0.0  # when the current connection was accepted
-        self._short_lived: list[float] = []  # when connections closed soon after opening
-        self.replayed = 0
-        self._last_refusal = ""  # the last cause said out loud: each cause once, not per retry
-        self._closing = False
-        self._warned_full = -math.inf  # when the spool's last "full" warning was logged
-        self._thread = threading.Thread(target=self._deliver, name="mqtt-delivery", daemon=True)
-        self._thread.start()
-        client.connect_async(cfg.host, cfg.port, cfg.keepalive_s)
-        # paho's network loop runs in a thread of ours (not loop_start's), so whatever kills
-        # the loop (an error inside paho, a callback's) restarts it instead of leaving the
-        # sink silently offline with events piling up in the spool.
-        self._network_failures = 0
-        self._net = threading.Thread(target=self._network, name="mqtt-network", daemon=True)
-        self._net.start()
-        log.info("MQTT sink: %s:%d, topics %s/{event,state,status}%s", cfg.host, cfg.port, base,
-                 " (TLS)" if cfg.tls.enabled else "")
+        return client
 
     # -- sink interface (pipeline's sink thread) --------------------------------------------
 

@@ -86,58 +86,77 @@ class Tracker:
                 NaN), or None. Such a face is tracked and counted; it is reported, with
                 its emotion, only once it has had a usable crop.
         """
-        events: list[EmotionEvent] = []
+        at = (frame, ts, mono)
         why = withheld or [None] * len(boxes)
         matches, new_boxes = self._associate(boxes)
+        events = [e for track, i in matches
+                  for e in self._seen(track, boxes[i], probs[i], why[i], at)]
+        if searched:
+            matched = {id(t) for t, _ in matches}
+            events += self._missed([t for t in self.tracks if id(t) not in matched], at)
+        for i in new_boxes:
+            events += self._start(boxes[i], probs[i], why[i], at)
+        return events + self._summaries(at)
+
+    def _seen(self, track: Track, box: Box, row: np.ndarray, withheld: str | None,
+              at: tuple[int, float, float]) -> list[EmotionEvent]:
+        """A tracked face found again: its box, its smoothed emotion, and what changed."""
+        track.box, track.withheld = box, withheld
+        if not np.isnan(row[0]):
+            track.last = row
+            if not track.usable:  # its first reading: nothing to smooth with
+                track.usable, track.probs = True, row.astype(np.float64)
         alpha = self.cfg.smoothing
-        for track, i in matches:
-            track.box = boxes[i]
-            track.withheld = why[i]
-            if not np.isnan(probs[i, 0]):
-                track.last = probs[i]
-                if not track.usable:  # its first reading: nothing to smooth with
-                    track.usable, track.probs = True, probs[i].astype(np.float64)
-            track.probs = (1.0 - alpha) * track.probs + alpha * track.last
-            track.hits += 1
-            track.missed = 0
-            if not track.confirmed:
-                if track.hits >= self.cfg.min_hits and track.usable:
-                    events.append(self._confirm(track, frame, ts, mono))
-            else:
-                events += self._check_change(track, frame, ts, mono)
-        matched = {id(t) for t, _ in matches}
-        for track in list(self.tracks):
-            if id(track) in matched or not searched:
-                continue
+        track.probs = (1.0 - alpha) * track.probs + alpha * track.last
+        track.hits += 1
+        track.missed = 0
+        if track.confirmed:
+            return self._check_change(track, *at)
+        if track.hits >= self.cfg.min_hits and track.usable:
+            return [self._confirm(track, *at)]
+        return []
+
+    def _missed(self, tracks: list[Track], at: tuple[int, float, float]) -> list[EmotionEvent]:
+        """Faces the detector looked for and did not find; those gone for good leave."""
+        events = []
+        for track in tracks:
             track.missed += 1
             # A face must be seen min_hits frames in a row to count; a tentative track
             # that misses a frame was most likely a false detection.
             if not track.confirmed or track.missed > self.cfg.max_missed:
                 self.tracks.remove(track)
                 if track.confirmed:
-                    events.append(self._event(track, "left", frame, ts, mono))
-        for i in new_boxes:
-            if why[i] is not None:
-                flat = np.full(len(self.labels), 1.0 / len(self.labels))
-                track = Track(self._next_id, boxes[i], flat, flat, usable=False,
-                              withheld=why[i])
-            elif np.isnan(probs[i, 0]):
-                continue
-            else:
-                track = Track(self._next_id, boxes[i], probs[i].astype(np.float64).copy(),
-                              probs[i])
-            self._next_id += 1
-            self.tracks.append(track)
-            if self.cfg.min_hits <= 1 and track.usable:
-                events.append(self._confirm(track, frame, ts, mono))
-        if self.cfg.summary_every_s > 0:
-            if self._last_summary is None:
-                self._last_summary = mono
-            elif mono - self._last_summary >= self.cfg.summary_every_s:
-                self._last_summary = mono
-                events += [self._event(t, "summary", frame, ts, mono)
-                           for t in self.tracks if t.confirmed]
+                    events.append(self._event(track, "left", *at))
         return events
+
+    def _start(self, box: Box, row: np.ndarray, withheld: str | None,
+               at: tuple[int, float, float]) -> list[EmotionEvent]:
+        """A box no track matched: a new face (not from a followed box with no reading)."""
+        if withheld is not None:
+            flat = np.full(len(self.labels), 1.0 / len(self.labels))
+            track = Track(self._next_id, box, flat, flat, usable=False, withheld=withheld)
+        elif np.isnan(row[0]):
+            return []
+        else:
+            track = Track(self._next_id, box, row.astype(np.float64).copy(), row)
+        self._next_id += 1
+        self.tracks.append(track)
+        if self.cfg.min_hits <= 1 and track.usable:
+            return [self._confirm(track, *at)]
+        return []
+
+    def _summaries(self, at: tuple[int, float, float]) -> list[EmotionEvent]:
+        """Every confirmed face's state, once per ``summary_every_s``."""
+        mono = at[2]
+        if self.cfg.summary_every_s <= 0:
+            return []
+        if self._last_summary is None:
+            self._last_summary = mono
+            return []
+        if mono - self._last_summary < self.cfg.summary_every_s:
+            return []
+        self._last_summary = mono
+        return [self._event(t, "summary", *at) for t in self.tracks if t.confirmed]
 
     def counted(self) -> int:
         """Faces in view: the reported ones and those seen long enough whose emotion is
