@@ -213,12 +213,22 @@ def _utf8(text: str) -> bool:
     return True
 
 
+def _utf8_file(path: Path) -> bool:
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _check_files(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for flag, path in (("--password-file", args.password_file), ("--ca-file", args.ca_file)):
         if path is not None and not path.is_file():
             p.error(f"{flag}: {path}: no such regular file")
         if path is not None and path.stat().st_size > 1 << 20:
             p.error(f"{flag}: {path}: larger than 1 MiB")
+    if args.password_file is not None and not _utf8_file(args.password_file):
+        p.error(f"--password-file: {args.password_file}: not UTF-8 text")
     if args.ca_file is not None and b"-----BEGIN CERTIFICATE-----" not in args.ca_file.read_bytes():
         p.error(f"--ca-file: {args.ca_file}: not a PEM certificate")
     if args.out is not None and args.out.exists() and not args.out.is_file():

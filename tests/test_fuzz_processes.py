@@ -87,3 +87,30 @@ def test_a_command_ends_with_a_documented_code(argv: list[str], tmp_path: Path) 
     stderr = done.stderr.decode(errors="replace")
     assert done.returncode in (0, 1, 2), (done.returncode, argv, stderr[-2000:])
     assert "Traceback" not in stderr, (argv, stderr[-2000:])
+
+
+#: Cases the fuzz found, kept: each is refused in one line with exit 2.
+FOUND = [
+    ["-m", "fleet.load", "--host", "", "--seconds", "1"],
+    ["-m", "fleet.load", "--host", "x" * 70 + ".com", "--seconds", "1"],
+    ["-m", "fleet.consume", "--host", "x" * 70 + ".com"],
+    ["-m", "fleet.consume", "--port", "1", "--username", "\udc80"],
+    ["-m", "fleet.consume", "--port", "1", "--username", "u", "--password-file", "clip.mp4"],
+    ["-m", "fleet.consume", "--port", "1", "--out", "x" * 300],
+    ["-m", "edge.predict", "x" * 4400],
+    ["-m", "edge.predict", "--chart", "9" * 300, "photo.jpg"],
+    ["-m", "edge", "--source", "\u0663", "--max-frames", "5"],
+    ["-m", "edge", "--source", "rtsp://", "--max-frames", "5"],
+    ["-m", "edge", "--source", "9" * 4400, "--max-frames", "5"],
+]
+
+
+@pytest.mark.parametrize("argv", FOUND, ids=range(len(FOUND)))
+def test_what_the_fuzz_found_is_refused_in_one_line(argv: list[str], tmp_path: Path) -> None:
+    for name, source in COPIES.items():
+        shutil.copyfile(ROOT / source, tmp_path / name)
+    done = subprocess.run([sys.executable, *argv], cwd=tmp_path, capture_output=True,
+                          timeout=HANG_S, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          stdin=subprocess.DEVNULL)
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == 2 and "Traceback" not in stderr, (done.returncode, stderr[-1500:])
