@@ -121,7 +121,8 @@ _TRAIN_MODULES = {"test_convert", "test_distill", "test_distribute", "test_fine_
 #: ``slow`` marker, so ``pytest -m "not slow"`` runs the unit tests in under a minute.
 _SLOW_MODULES = {"test_bench", "test_crowd", "test_edge_cli", "test_fleet",
                  "test_fleet_broker", "test_hardening", "test_layers", "test_mqtt",
-                 "test_mqtt_failures", "test_systemd", "test_web_browser"}
+                 "test_mqtt_failures", "test_systemd", "test_web_browser",
+                 "test_fuzz_processes", "test_web_availability"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

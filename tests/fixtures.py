@@ -1,4 +1,5 @@
-"""Small generated FER-2013-shaped data: learnable, deterministic, no downloads."""
+"""Shared by the tests: the repository's root, a polling helper, and small generated
+FER-2013-shaped data (learnable, deterministic, no downloads)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.preprocessing import EMOTIONS, FACE_SIZE
+
+#: The repository's root: the bundled models, samples and configs are read from it.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_faces(per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,8 @@ from edge.bench_runs import DecodedClip, decode_clip, reverted_changes, run_pipe
 from edge.config import load
 from edge.model import EmotionClassifier, classify_latency
 from tests.conftest import model_mode
+from tests.fixtures import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = str(ROOT / "models/sample/astronaut.mp4")
 
 

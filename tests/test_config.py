@@ -10,8 +10,7 @@ import pytest
 
 from edge.__main__ import main as edge_main
 from edge.config import Config, ConfigError, load
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fixtures import ROOT
 
 
 def test_shipped_config_is_valid_and_documents_every_key() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from edge.config import load
 from edge.vision.faces import FaceDetector, Pyramid
-from tests.test_motion import _background, _face, run
+from tests.scenes import background, face_patch, run
 
 HD = (720, 1280)
 
@@ -20,8 +20,8 @@ def crowd_clip(n: int, cols: int, rows: int, side: int = 110,
     box is about 0.6 of the default cut-out), each nodding a pixel or two on its own
     phase, one in three mirrored, each a little brighter or darker unless ``gains`` is
     off. ``face``: another ``side`` x ``side`` image to paste."""
-    bg = _background(size)
-    face = _face(side) if face is None else face
+    bg = background(size)
+    face = face_patch(side) if face is None else face
     mirrored = face[:, ::-1]
     ch, cw = size[0] // rows, size[1] // cols
     frames = []
@@ -52,7 +52,7 @@ def test_a_crowd_is_found_and_tracked_with_one_id_per_person(workers: int) -> No
 def test_a_face_of_min_size_entering_an_empty_720p_scene_is_reported_within_15_frames() -> None:
     cfg = load(None, {})
     side = 80  # the cascade's box is about 0.62 of the pasted face: about min_size (48)
-    face, bg = _face(side), _background(HD)
+    face, bg = face_patch(side), background(HD)
     frames = []
     for i in range(60):
         f = bg.copy()

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import ROOT
+
 pytest.importorskip("tensorflow")
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train_on_two_cpus(*argv: str) -> subprocess.CompletedProcess:

@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 
 from edge.events import EVENT_SCHEMA
+from tests.fixtures import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "emotion_int8.tflite"
 SAMPLE_VIDEO = ROOT / "models/sample/astronaut.mp4"
 SAMPLE_IMAGE = ROOT / "models/sample/astronaut.jpg"

@@ -11,8 +11,8 @@ import pytest
 from edge.config import DetectorConfig
 from edge.vision.boxes import crop_box, iou
 from edge.vision.faces import DetectorError, FaceDetector, extract_faces
+from tests.fixtures import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "models/sample/astronaut.jpg"
 FACE = (174, 66, 98, 98)  # where the astronaut's face is, checked by eye
 

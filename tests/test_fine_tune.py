@@ -13,12 +13,11 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from convert.quantize import main as quantize_main
-from tests.fixtures import write_own_photos
+from tests.fixtures import ROOT, write_own_photos
 from train.__main__ import main as train_main
 from train.evaluate import main as evaluate_main
 from train.prepare import main as prepare_main
 
-ROOT = Path(__file__).resolve().parents[1]
 PARENT = ROOT / "models/emotion_int8.keras"
 
 

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from fleet.consume import Deduplicator, FleetConsumer, remembered
-from tests.fixtures import wait_until
+from tests.fixtures import ROOT, wait_until
 from tests.mqtt_broker import Broker, free_port, mosquitto_binary
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "fleet/prometheus"
 DEVICES = 5
 TOKEN = "fleet-token-for-the-loopback-test"

@@ -14,13 +14,12 @@ import pytest
 
 from edge.events import EmotionEvent
 from edge.preprocessing import EMOTIONS
-from tests.fixtures import wait_until
+from tests.fixtures import ROOT, wait_until
 from tests.mqtt_broker import Broker, mosquitto_binary
 from tests.test_mqtt import make_sink
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")
 
-ROOT = Path(__file__).resolve().parents[1]
 #: The keys of the shipped file that decide what survives (the listener and the folder
 #: are the test's own).
 KEPT = ("autosave_interval", "max_queued_messages", "max_queued_bytes")

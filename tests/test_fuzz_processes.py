@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from edge.config import camera_index
+from tests.fixtures import ROOT
 from tests.test_fuzz import NASTY
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: A run that takes longer is a hang: every case ends in a few seconds or is refused.
 HANG_S = 20

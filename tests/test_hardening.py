@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from edge.config import ConfigError, MqttSinkConfig, build, load
-from tests.fixtures import wait_until
-from tests.test_edge_cli import ROOT, run_edge
+from tests.fixtures import ROOT, wait_until
+from tests.test_edge_cli import run_edge
 
 # -- configs ------------------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ def test_the_web_server_stops_with_streams_open_and_frees_its_port(
 
 def test_an_aborted_run_never_closes_the_source_under_a_read(
         caplog: pytest.LogCaptureFixture) -> None:
-    from tests.test_pipeline import FakeClassifier, FakeSource, make
+    from tests.fakes import FakeClassifier, FakeSource, make
 
     release = threading.Event()
 

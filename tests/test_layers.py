@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fixtures import ROOT
 
 #: package -> the packages it must never import.
 #: fleet runs on a server beside the devices and speaks to them only over MQTT and HTTP.

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import wait_until
+from tests.fixtures import ROOT, wait_until
 from train.strategy import task_from_env
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_ports(n: int) -> list[int]:

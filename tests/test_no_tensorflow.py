@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fixtures import ROOT
 
 _BLOCK_TF = textwrap.dedent("""
     import importlib.abc, importlib.util, pkgutil, sys

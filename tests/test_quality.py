@@ -13,10 +13,10 @@ from edge.preprocessing import EMOTIONS
 from edge.vision.boxes import Box
 from edge.vision.quality import judge, sharpness, turn
 from edge.vision.tracking import Tracker
-from tests.test_motion import _face
+from tests.scenes import face_patch
 
 Q = QualityConfig()
-SHARP = _face(48)
+SHARP = face_patch(48)
 BLURRED = cv2.GaussianBlur(SHARP, (0, 0), 2.5)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fixtures import ROOT
+
 README = (ROOT / "README.md").read_text()
 SHELL_BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
 #: Modules a device install cannot import (TensorFlow): their --help is checked alone.

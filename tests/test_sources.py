@@ -19,8 +19,8 @@ from edge.capture.sources import (
 )
 from edge.config import SourceConfig
 from tests import fake_picamera2
+from tests.fixtures import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_VIDEO = ROOT / "models/sample/astronaut.mp4"
 SAMPLE_IMAGE = ROOT / "models/sample/astronaut.jpg"
 
@@ -190,6 +190,6 @@ def test_opencv_warns_once_about_a_missing_camera_not_on_every_retry() -> None:
               "for _ in range(4):\n"
               "    try:\n        s.open()\n    except SourceError:\n        pass\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+                          timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("/dev/video99") <= 1, done.stderr

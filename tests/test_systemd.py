@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from edge.config import load
+from tests.fixtures import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "emotion-edge.service"
 ANALYZE = shutil.which("systemd-analyze")
 

@@ -20,9 +20,8 @@ pytest.importorskip("prometheus_client")
 from edge.assemble import Device, build_device
 from edge.config import load
 from edge.preprocessing import EMOTIONS
-from tests.fixtures import wait_until
+from tests.fixtures import ROOT, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "models/sample/astronaut.mp4"
 PHOTO = ROOT / "models/sample/astronaut.jpg"
 

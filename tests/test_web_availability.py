@@ -8,7 +8,6 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,10 +22,9 @@ from edge.web.admission import BODIES_AT_ONCE, HEADROOM
 from edge.web.app import UPLOADS_AT_ONCE
 from edge.web.live import LiveState
 from edge.web.server import WebServer
-from tests.fixtures import wait_until
+from tests.fixtures import ROOT, wait_until
 from tests.test_web import PHOTO, get, multipart
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "availability-token"
 #: What a health check may take here: far below the half minute the cases above used to
 #: cost, far above a loaded machine's scheduling delays.

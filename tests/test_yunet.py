@@ -26,10 +26,10 @@ from edge.vision.faces import DetectorError, FaceDetector
 from edge.vision.passes import PassPlan, plan_pass, reused
 from edge.vision.plans import Tracked
 from edge.vision.yunet import MODEL_SHA256, YuNetDetector, input_size, square_box
+from tests.fixtures import ROOT
+from tests.scenes import PHOTO, background, run
 from tests.test_crowd import HD, crowd_clip
-from tests.test_motion import PHOTO, _background, run
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODEL = ROOT.parent / "shared/models/yunet/face_detection_yunet_2026may.onnx"
 needs_model = pytest.mark.skipif(not SHARED_MODEL.is_file(),
                                  reason=f"the YuNet model is not at {SHARED_MODEL}")
@@ -74,7 +74,7 @@ def test_both_detectors_find_the_faces_of_a_grid_behind_one_interface(kind: str)
 
 @needs_model
 def test_yunet_frames_a_face_as_the_cascade_does_so_crops_match() -> None:
-    face = _background((480, 640))
+    face = background((480, 640))
     face[40:440, 150:550] = portrait(400)
     haar = build_detector(load(None, {})).detect(face)
     found = build_detector(yunet()).detect(face)
@@ -87,7 +87,7 @@ def test_yunet_frames_a_face_as_the_cascade_does_so_crops_match() -> None:
 
 @needs_model
 def test_yunet_returns_landmarks_inside_the_face() -> None:
-    frame = _background((480, 640))
+    frame = background((480, 640))
     frame[40:440, 150:550] = portrait(400)
     (d,) = YuNetDetector(yunet().detector).find(frame)
     x, y, w, h = d.box
@@ -187,7 +187,7 @@ def test_a_face_of_min_size_entering_an_empty_720p_scene_is_reported_within_15_f
 ) -> None:
     cfg = yunet()
     side = 220  # the face in it is about min_size (48) as the detector frames it
-    face, bg = portrait(side), _background(HD)
+    face, bg = portrait(side), background(HD)
     frames = []
     for i in range(50):
         f = bg.copy()
@@ -278,7 +278,7 @@ def test_fetch_writes_where_the_config_points(tmp_path: Path) -> None:
 def test_a_tilted_face_s_crop_levelled_by_its_eyes_matches_the_upright_one() -> None:
     from edge.vision.faces import extract_faces
 
-    frame = _background((480, 640))
+    frame = background((480, 640))
     frame[40:440, 120:520] = portrait(400)
     box = Box(220, 140, 200, 200)
     eyes = ((280.0, 220.0), (360.0, 220.0))  # level, in the upright frame
