@@ -46,7 +46,27 @@ def host_device_name() -> str:
 
 @dataclass(frozen=True)
 class Config:
-    """The whole device configuration."""
+    """The whole device configuration.
+
+    Attributes:
+        device: Name of this device: written into every event and used as an MQTT topic
+            level (no '/', '#', '+' or spaces). Default: this machine's host name, so
+            devices installed from one image each get their own (two devices of one name
+            take the broker session from each other). Set it to name the device after its
+            room.
+        state_dir: Folder for state that must survive restarts (the MQTT spool). The systemd
+            unit sets it to /var/lib/emotion-edge.
+        source: Where frames come from (edge/capture/).
+        detector: Finding faces: OpenCV's Haar cascade or YuNet (edge/vision/faces.py,
+            yunet.py, schedule.py).
+        motion: Motion-first detection (edge/vision/motion.py, schedule.py).
+        model: The emotion model (edge/model.py).
+        quality: Crops worth classifying (edge/vision/quality.py).
+        tracking: Following each face and deciding its events (edge/vision/tracking.py).
+        sinks: Where events go: one module each in edge/sinks/.
+        pipeline: The threads that run it all (edge/runtime/).
+        web: The device's web page, REST API and metrics (edge/web/).
+    """
 
     device: str = field(default_factory=host_device_name)
     state_dir: str = "state"

@@ -15,7 +15,12 @@ from edge.config.checks import DAY_S, HOUR_S, ConfigError, non_negative, positiv
 
 @dataclass(frozen=True)
 class Backoff:
-    """Retry delays: start at ``initial_s``, double each failure, never above ``max_s``."""
+    """Retry delays: start at ``initial_s``, double each failure, never above ``max_s``.
+
+    Attributes:
+        initial_s: Seconds before the first retry.
+        max_s: Longest wait between two retries, in seconds (the wait doubles up to it).
+    """
 
     initial_s: float = positive(1.0, HOUR_S)
     max_s: float = positive(30.0, HOUR_S)
@@ -28,7 +33,14 @@ class Backoff:
 
 @dataclass(frozen=True)
 class LogSinkConfig:
-    """JSON-lines event log with size-based rotation."""
+    """JSON-lines event log with size-based rotation.
+
+    Attributes:
+        enabled: Write the event log: JSON lines, one event per line, rotated by size.
+        path: The log file.
+        max_bytes: Size at which the log is rotated, in bytes.
+        backups: Rotated files kept (events.jsonl.1 ... .N).
+    """
 
     enabled: bool = True
     path: str = "events.jsonl"
@@ -38,14 +50,26 @@ class LogSinkConfig:
 
 @dataclass(frozen=True)
 class StdoutSinkConfig:
-    """Events as JSON lines on standard output."""
+    """Events as JSON lines on standard output.
+
+    Attributes:
+        enabled: Events as JSON lines on standard output.
+    """
 
     enabled: bool = False
 
 
 @dataclass(frozen=True)
 class MqttTlsConfig:
-    """TLS for the MQTT connection."""
+    """TLS for the MQTT connection.
+
+    Attributes:
+        enabled: Connect with TLS.
+        ca_file: CA bundle to verify the broker (empty: the system's).
+        cert_file: Client certificate for mutual TLS.
+        key_file: Client key for mutual TLS.
+        insecure: Skip host name verification (testing only).
+    """
 
     enabled: bool = False
     ca_file: str | None = None
@@ -56,7 +80,36 @@ class MqttTlsConfig:
 
 @dataclass(frozen=True)
 class MqttSinkConfig:
-    """Events, state and status over MQTT (QoS 1, spooled on disk while the broker is away)."""
+    """Events, state and status over MQTT (QoS 1, spooled on disk while the broker is away).
+
+    Attributes:
+        enabled: Publish events to an MQTT broker.
+        host: The broker's host name or address.
+        port: The broker's port.
+        client_id: Empty: emotion-edge-<device>.
+        keepalive_s: Seconds between keep-alive pings to the broker.
+        topic_prefix: Topics: <topic_prefix>/<device>/event, .../state (retained),
+            .../status (retained online/offline, offline as the last will).
+        username: User name at the broker (empty: none).
+        password_file: A file holding the broker password (the password is never written in
+            the config).
+        password_env: ... or an environment variable holding it.
+        tls: TLS to the broker.
+        max_inflight: QoS 1 messages in flight at once; beyond that, events wait in the
+            spool.
+        replay_s: After a reconnect, publish again the events the broker acknowledged in the
+            last N seconds before the connection was lost: a broker killed outright may not
+            have written them to disk yet (Mosquitto saves every autosave_interval).
+            Consumers drop the duplicates by event id. Keep it above the broker's
+            autosave_interval (fleet/mosquitto/fleet.conf: 1). 0: off.
+        spool_max_events: Events kept on disk (in state_dir) while the broker is away;
+            beyond that the oldest are discarded, counted and logged.
+        state_every_s: Seconds between retained state updates.
+        reconnect: Waits between attempts to reach the broker while it is away.
+        homeassistant_discovery: Publish Home Assistant MQTT discovery for dominant emotion,
+            faces in view and fps.
+        discovery_prefix: Topic prefix of the Home Assistant discovery messages.
+    """
 
     enabled: bool = False
     host: str = "localhost"
@@ -117,7 +170,14 @@ def _host_name_ok(host: str) -> bool:
 
 @dataclass(frozen=True)
 class SinksConfig:
-    """Where events go."""
+    """Where events go.
+
+    Attributes:
+        log: The event log (edge/sinks/log.py).
+        stdout: Events on standard output (edge/sinks/stdout.py).
+        mqtt: Events to an MQTT broker, spooled on disk while it is away
+            (edge/sinks/mqtt.py).
+    """
 
     log: LogSinkConfig = field(default_factory=LogSinkConfig)
     stdout: StdoutSinkConfig = field(default_factory=StdoutSinkConfig)
@@ -135,7 +195,33 @@ def sink_names() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The device's web page, REST API and Prometheus metrics (the ``web`` extra)."""
+    """The device's web page, REST API and Prometheus metrics (the ``web`` extra).
+
+    The device's own web page, REST API (/api/...) and Prometheus metrics (/metrics).
+    Needs the web extra: pip install ".[web]". Off by default; --web turns it on.
+
+    Attributes:
+        enabled: Serve the page, the API and the metrics (also --web).
+        bind: Address to listen on. Loopback (127.0.0.1) is reachable from this machine
+            only; any other address (0.0.0.0 for every interface) needs an auth token, or
+            the service refuses to start.
+        port: 0 picks any free port (the address is logged at start-up).
+        auth_token_file: A file holding the token clients send (Authorization: Bearer
+            <token>, or ?token=<token> once in the browser); never written in the config.
+        auth_token_env: ... or an environment variable holding it.
+        preview: Serve the camera's pixels (the annotated live view)? Off: the page draws
+            the face boxes without pixels. Pixels are never stored, and encoded only while a
+            page shows them.
+        preview_fps: Frames per second of the live view while someone watches (at most 10).
+        upload_max_bytes: Largest photo accepted by the photo page and POST /api/predict, in
+            bytes.
+        events_kept: Events kept in memory for the page and GET /api/events.
+        hosts: Host names the page may be reached by besides the bound address and
+            localhost, comma-separated (e.g. "edge-1.local,192.168.1.20"). Requests naming
+            any other Host are refused, so a web site cannot reach the device through DNS
+            rebinding. Bound to 0.0.0.0 with nothing here, any Host is accepted (the token
+            guards the page).
+    """
 
     enabled: bool = False
     bind: str = "127.0.0.1"
