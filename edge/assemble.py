@@ -292,12 +292,13 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
         annotator = VideoAnnotator(cfg.pipeline.annotate_video,
                                    lambda: getattr(source, "nominal_fps", cfg.source.fps), stats)
     sinks = sinks if sinks is not None else build_sinks(cfg)
+    _publish_figures(sinks, stats)
     hooks: list[Callable[[Frame, list[Box], Tracker], None]] = [annotator] if annotator else []
     if on_frame is not None:
         hooks.append(on_frame)
     web = None
     if cfg.web.enabled:
-        live, web = build_web(cfg, stats, classifiers[0].card, sinks)
+        live, web = build_web(cfg, stats, classifiers[0].card)
         sinks = [*sinks, live]
         hooks.append(live)
     pipeline = Pipeline(source, pairs, tracker, sinks, pipeline_settings(cfg, rate),
@@ -306,7 +307,14 @@ def build_device(cfg: Config, *, source: FrameSource | None = None,
     return Device(cfg, pipeline, annotator, web)
 
 
-def build_web(cfg: Config, stats: Stats, card: ModelCard, sinks: list[Sink]) -> tuple[Any, Any]:
+def _publish_figures(sinks: list[Sink], stats: Stats) -> None:
+    """What a sink tells about itself (the MQTT spool), for the web page and /metrics."""
+    for sink in sinks:
+        if callable(figures := getattr(sink, "figures", None)):
+            stats.publish(sink.name, figures)
+
+
+def build_web(cfg: Config, stats: Stats, card: ModelCard) -> tuple[Any, Any]:
     """The web page's live state (a sink and a frame hook) and its running server.
 
     Raises:
@@ -321,10 +329,9 @@ def build_web(cfg: Config, stats: Stats, card: ModelCard, sinks: list[Sink]) -> 
                           "missing): pip install '.[web]'") from None
     detector, (classifier,) = build_detector(cfg), build_classifiers(cfg, 1)
     live = LiveState(card.labels, cfg.web.events_kept, cfg.web.preview)
-    mqtt = next((s for s in sinks if s.name == "mqtt"), None)
     server = WebServer(cfg.web, cfg.device, stats, live, card,
                        lambda image: predict_image(image, detector, classifier,
-                                                   cfg.detector.margin), mqtt)
+                                                   cfg.detector.margin))
     return live, server
 
 

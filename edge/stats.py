@@ -10,6 +10,7 @@ import bisect
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -41,6 +42,7 @@ class Stats:
         self._counters: dict[str, int] = {}
         self._frame_times: deque[float] = deque(maxlen=window)
         self._gauges: dict[str, object] = {}
+        self._published: dict[str, Callable[[], dict]] = {}
         # stage -> [count per bucket (+inf last)], sum of seconds: since the start.
         self._hist: dict[str, tuple[list[int], list[float]]] = {}
         self.started = time.monotonic()
@@ -63,6 +65,18 @@ class Stats:
         """Set a gauge (latest value wins), e.g. faces in view or source state."""
         with self._lock:
             self._gauges[gauge] = value
+
+    def publish(self, name: str, figures: Callable[[], dict]) -> None:
+        """Let a part of the device (a sink) report its own figures, read when asked:
+        the web page and ``/metrics`` see them without knowing the part."""
+        with self._lock:
+            self._published[name] = figures
+
+    def published(self) -> dict[str, dict]:
+        """Each publishing part's figures now, by its name."""
+        with self._lock:
+            parts = dict(self._published)
+        return {name: figures() for name, figures in parts.items()}
 
     def frame_done(self, when: float | None = None) -> None:
         """Mark one frame fully processed (for the frame rate)."""

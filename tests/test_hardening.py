@@ -135,6 +135,9 @@ def test_an_unreachable_broker_names_the_one_cause_seen() -> None:
 
 def test_a_full_spool_says_so_once_and_counts_every_discard(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edge.model import ModelCard
+    from edge.stats import Stats
+    from edge.web.live import LiveState
     from edge.web.metrics import DeviceCollector
     from tests.test_mqtt import event, make_sink
 
@@ -145,8 +148,13 @@ def test_a_full_spool_says_so_once_and_counts_every_discard(
                 sink.write(event(i))
         full = [r for r in caplog.records if "spool full" in r.getMessage()]
         assert len(full) == 1 and sink.discarded == 45
-        metrics = {m.name: m for m in DeviceCollector._mqtt_metrics(sink)}
+        stats = Stats()
+        stats.publish("mqtt", sink.figures)  # as build_device does for the page
+        card = ModelCard.load(ROOT / "models/emotion_ferplus_int8.json")
+        collector = DeviceCollector(stats, LiveState(card.labels, 10, False), card)
+        metrics = {m.name: m for m in collector.collect()}
         assert metrics["emotion_edge_mqtt_discarded_events"].samples[0].value == 45
+        assert metrics["emotion_edge_mqtt_spool_events"].samples[0].value == 5
     finally:
         sink.close()
 

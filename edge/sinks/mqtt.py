@@ -189,6 +189,11 @@ class MqttSink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def figures(self) -> dict:
+        """What the web page and ``/metrics`` show of this sink (:meth:`Stats.publish`)."""
+        return {"mqtt_connected": self.connected, "spooled": len(self.spool),
+                "discarded": self.discarded}
+
     # -- paho callbacks (paho's network thread): flags and queues only ------------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,

@@ -65,7 +65,6 @@ class WebParts:
     guard: TokenGuard
     device: str
     stats: Stats
-    mqtt: Any | None = None  # the MQTT sink, when enabled
 
 
 def create_app(parts: WebParts) -> Flask:
@@ -284,9 +283,8 @@ def _raw_body() -> bytes:
 def _status(parts: WebParts) -> dict:
     """The device's state now, from the pipeline's own figures."""
     status = parts.stats.status()
-    if parts.mqtt is not None:
-        status.update(mqtt_connected=parts.mqtt.connected, spooled=len(parts.mqtt.spool),
-                      discarded=parts.mqtt.discarded)
+    for figures in parts.stats.published().values():  # the MQTT sink's, when enabled
+        status.update(figures)
     return status
 
 

@@ -8,7 +8,6 @@ work to the pipeline. Names start with ``emotion_edge_``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -34,12 +33,10 @@ class DeviceCollector:
         stats: the pipeline's figures.
         live: the web page's state (events by type and emotion).
         card: the model's card (id, mode, accuracy).
-        mqtt: the MQTT sink, when enabled (connected, spool depth).
     """
 
-    def __init__(self, stats: Stats, live: LiveState, card: ModelCard,
-                 mqtt: Any | None = None) -> None:
-        self.stats, self.live, self.card, self.mqtt = stats, live, card, mqtt
+    def __init__(self, stats: Stats, live: LiveState, card: ModelCard) -> None:
+        self.stats, self.live, self.card = stats, live, card
 
     def collect(self) -> Iterator[Metric]:
         snap = self.stats.snapshot()
@@ -72,21 +69,22 @@ class DeviceCollector:
                                 value=snap["fps"])
         yield GaugeMetricFamily("emotion_edge_source_up", "1 while the source delivers",
                                 value=0 if g.get("source") == "down" else 1)
-        if self.mqtt is not None:
-            yield from self._mqtt_metrics(self.mqtt)
+        mqtt = self.stats.published().get("mqtt")
+        if mqtt is not None:
+            yield from self._mqtt_metrics(mqtt)
         yield self._stage_histograms()
         yield self._model_info()
 
     @staticmethod
-    def _mqtt_metrics(mqtt: Any) -> Iterator[Metric]:
-        """The MQTT sink's connection, spool depth and discards."""
+    def _mqtt_metrics(mqtt: dict) -> Iterator[Metric]:
+        """The MQTT sink's connection, spool depth and discards (its published figures)."""
         yield GaugeMetricFamily("emotion_edge_mqtt_connected", "1 while connected",
-                                value=1 if mqtt.connected else 0)
+                                value=1 if mqtt["mqtt_connected"] else 0)
         yield GaugeMetricFamily("emotion_edge_mqtt_spool_events",
-                                "Events waiting on disk for the broker", value=len(mqtt.spool))
+                                "Events waiting on disk for the broker", value=mqtt["spooled"])
         yield CounterMetricFamily("emotion_edge_mqtt_discarded_events",
                                   "Events dropped from a full spool (oldest first)",
-                                  value=mqtt.discarded)
+                                  value=mqtt["discarded"])
 
     def _stage_histograms(self) -> Metric:
         hist = HistogramMetricFamily("emotion_edge_stage_seconds",

@@ -12,7 +12,6 @@ import errno
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from waitress import wasyncore
@@ -61,12 +60,11 @@ class WebServer:
     """
 
     def __init__(self, cfg: WebConfig, device: str, stats: Stats, live: LiveState,
-                 card: ModelCard, predict: Callable[[np.ndarray], list[dict]],
-                 mqtt: Any | None = None) -> None:
+                 card: ModelCard, predict: Callable[[np.ndarray], list[dict]]) -> None:
         self.live = live
-        registry = make_registry(DeviceCollector(stats, live, card, mqtt))
+        registry = make_registry(DeviceCollector(stats, live, card))
         guard = TokenGuard(read_token(cfg))
-        parts = WebParts(cfg, live, card, registry, predict, guard, device, stats, mqtt)
+        parts = WebParts(cfg, live, card, registry, predict, guard, device, stats)
         try:
             self._server = create_server(
                 create_app(parts), host=cfg.bind, port=cfg.port, threads=THREADS,
