@@ -22,7 +22,7 @@ from edge.capture.image_files import (
     write_image,
 )
 from edge.capture.sources import list_images
-from edge.config import Config, load
+from edge.config import Config, is_glob, load
 from edge.model import EmotionClassifier
 from edge.vision.faces import FaceDetector
 from edge.vision.photo_labels import predict_image
@@ -40,7 +40,7 @@ def _out_path(out: str, image: Path, many: bool, suffix: str) -> Path:
 
 def _not_there(name: str) -> str | None:
     """Why the image argument ``name`` names nothing, if it does not (globs: later)."""
-    if any(c in name for c in "*?["):
+    if is_glob(name):
         return None
     try:
         return None if Path(name).exists() else "no such file or folder"

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
-from edge.config import SourceConfig, camera_index
+from edge.config import SourceConfig, camera_index, is_glob, is_stream
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class OpenCVSource:
         self.width, self.height, self.fps = width, height, fps
         self.loop = loop
         self.keep_color = keep_color
-        self.is_file = isinstance(uri, str) and "://" not in uri
+        self.is_file = isinstance(uri, str) and not is_stream(uri)
         self.live = not self.is_file
         self._cap: cv2.VideoCapture | None = None
         self._seq = 0
@@ -347,7 +347,7 @@ def video_fps(path: str) -> float:
 
 def local_path(uri: str | int) -> Path | None:
     """The local file or folder a source uri names; None for camera indexes, URLs, globs."""
-    if camera_index(uri) is not None or "://" in str(uri) or any(c in str(uri) for c in "*?["):
+    if camera_index(uri) is not None or is_stream(uri) or is_glob(uri):
         return None
     return Path(uri)
 
@@ -356,9 +356,9 @@ def _looks_like_images(uri: str) -> bool:
     p = Path(uri)
     if p.is_dir():
         return True
-    if p.suffix.lower() in VIDEO_FILE_SUFFIXES or "://" in uri:
+    if p.suffix.lower() in VIDEO_FILE_SUFFIXES or is_stream(uri):
         return False
-    return p.suffix.lower() in IMAGE_SUFFIXES or any(c in uri for c in "*?[")
+    return p.suffix.lower() in IMAGE_SUFFIXES or is_glob(uri)
 
 
 def _quiet_open(uri: int | str) -> cv2.VideoCapture:

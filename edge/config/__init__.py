@@ -34,6 +34,8 @@ from edge.config.sections import (
     SourceConfig,
     TrackingConfig,
     camera_index,
+    is_glob,
+    is_stream,
 )
 
 __all__ = [
@@ -58,7 +60,9 @@ __all__ = [
     "build",
     "camera_index",
     "check_utf8_path",
+    "is_glob",
     "is_loopback",
+    "is_stream",
     "load",
     "shipped",
     "show",

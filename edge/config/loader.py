@@ -32,6 +32,7 @@ from edge.config.sections import (
     SourceConfig,
     TrackingConfig,
     camera_index,
+    is_stream,
 )
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
     """Make the file's relative paths relative to ``folder`` (in place)."""
     for key, node, name in _path_entries(data):
         value = os.path.expandvars(node[name])
-        if (not value or "://" in value or camera_index(value) is not None
+        if (not value or is_stream(value) or camera_index(value) is not None
                 or os.path.isabs(value)
                 or (key == "detector.cascade" and value in _CASCADE_NAMES)):
             continue

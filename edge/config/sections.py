@@ -27,6 +27,17 @@ def camera_index(uri: str | int) -> int | None:
     return None
 
 
+def is_stream(uri: str | int) -> bool:
+    """Whether ``uri`` is a URL (``rtsp://``, ``http://`` ...): read by OpenCV, never a
+    local path."""
+    return isinstance(uri, str) and "://" in uri
+
+
+def is_glob(uri: str | int) -> bool:
+    """Whether ``uri`` is a pattern of image files (``photos/*.jpg``)."""
+    return isinstance(uri, str) and not is_stream(uri) and any(c in uri for c in "*?[")
+
+
 def _has_host(url: str) -> bool:
     try:
         return bool(urlsplit(url).hostname)
@@ -86,7 +97,7 @@ class SourceConfig:
         if isinstance(self.uri, str) and not self.uri.strip():
             raise ConfigError(f"{at}.uri: must not be empty; give a camera index, a video "
                               "or image file, a folder, a glob or a stream URL")
-        if isinstance(self.uri, str) and "://" in self.uri and not _has_host(self.uri):
+        if is_stream(self.uri) and not _has_host(str(self.uri)):
             raise ConfigError(f"{at}.uri: {self.uri[:80]!r} names no host; give the stream's "
                               "address, e.g. rtsp://camera.local:554/stream")
 
