@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edge.capture.image_files import write_image
-from edge.capture.sources import Frame
+from edge.frames import Frame
 from edge.stats import Stats
 from edge.vision.boxes import Box
 from edge.vision.tracking import Tracker

@@ -21,8 +21,9 @@ import cv2
 
 from edge.annotate import VideoAnnotator
 from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
-from edge.capture.sources import Frame, FrameSource, local_path, make_source, video_fps
+from edge.capture.sources import FrameSource, local_path, make_source, video_fps
 from edge.config import Config, ConfigError, sink_names
+from edge.frames import Frame
 from edge.model import EmotionClassifier, ModelCard, ModelError, card_path_for
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.settings import PipelineSettings

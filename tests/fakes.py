@@ -9,9 +9,10 @@ import time
 
 import numpy as np
 
-from edge.capture.sources import Frame, SourceError
+from edge.capture.sources import SourceError
 from edge.config import DetectorConfig, QualityConfig, TrackingConfig
 from edge.events import EmotionEvent
+from edge.frames import Frame
 from edge.preprocessing import EMOTIONS
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.settings import PipelineSettings

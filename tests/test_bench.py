@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.bench import events_versus, sibling_models
-from edge.bench import main as bench_main
-from edge.bench_runs import DecodedClip, decode_clip, reverted_changes, run_pipeline
+from edge.bench.cli import events_versus, sibling_models
+from edge.bench.cli import main as bench_main
+from edge.bench.runs import DecodedClip, decode_clip, reverted_changes, run_pipeline
 from edge.config import load
 from edge.model import EmotionClassifier, classify_latency
 from tests.conftest import model_mode

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from edge.capture.queues import FrameQueue
-from edge.capture.sources import Frame, SourceError
+from edge.capture.sources import SourceError
+from edge.frames import Frame
 from edge.runtime.pipeline import END, _End
 from tests.fakes import BrokenSink, FakeClassifier, FakeSource, make
 from tests.fixtures import wait_until

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.capture.sources import Frame
 from edge.config import Config, ConfigError, DetectorConfig, load
+from edge.frames import Frame
 from edge.stats import Stats
 from edge.vision.faces import FaceDetector
 from edge.vision.plans import Tracked, describe_schedule

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from edge.capture.sources import Frame, FrameSource, SourceError
+from edge.capture.sources import FrameSource, SourceError
+from edge.frames import Frame
 from edge.stats import Stats
 
 log = logging.getLogger(__name__)

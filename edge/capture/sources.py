@@ -12,7 +12,6 @@ import importlib
 import logging
 import time
 import types
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from edge.capture.image_files import IMAGE_SUFFIXES, ImageError, read_image
 from edge.config import SourceConfig, camera_index, is_glob, is_stream
+from edge.frames import Frame
 
 log = logging.getLogger(__name__)
 
@@ -30,32 +30,6 @@ VIDEO_FILE_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg"
 
 class SourceError(RuntimeError):
     """A source that cannot open or stopped delivering frames."""
-
-
-@dataclass
-class Frame:
-    """One captured frame.
-
-    Attributes:
-        seq: sequence number from the source, from 0.
-        ts: wall-clock capture time (seconds since the epoch).
-        mono: monotonic capture time, for latency measurements.
-        gray: full-resolution 8-bit grayscale image.
-        image: the colour (BGR) image when the source has one, else ``None``.
-        small_gray: an already downscaled grayscale frame for detection (Picamera2 lores),
-            or ``None`` to let the detector downscale ``gray``.
-        name: file name for still images, else ``""``.
-        gray_s: seconds spent converting to gray (reported as its own stage).
-    """
-
-    seq: int
-    ts: float
-    mono: float
-    gray: np.ndarray
-    image: np.ndarray | None = None
-    small_gray: np.ndarray | None = None
-    name: str = ""
-    gray_s: float = 0.0
 
 
 class FrameSource(Protocol):

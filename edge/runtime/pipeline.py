@@ -27,8 +27,9 @@ import numpy as np
 
 from edge.capture.queues import FrameQueue
 from edge.capture.reconnect import Reconnecting
-from edge.capture.sources import Frame, FrameSource, SourceError
+from edge.capture.sources import FrameSource, SourceError
 from edge.events import EmotionEvent
+from edge.frames import Frame
 from edge.runtime.settings import Classifier, PipelineSettings
 from edge.sinks import Sink
 from edge.sinks.group import SinkGroup

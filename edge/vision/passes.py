@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from edge.capture.sources import Frame
+from edge.frames import Frame
 from edge.stats import Stats
 from edge.vision.boxes import SAME_FACE_IOU, Box, iou_matrix
 from edge.vision.motion import Motion

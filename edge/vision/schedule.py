@@ -46,8 +46,8 @@ from __future__ import annotations
 import threading
 import time
 
-from edge.capture.sources import Frame
 from edge.config import MotionConfig
+from edge.frames import Frame
 from edge.stats import Stats
 from edge.vision.boxes import (
     SAME_FACE_IOU,

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from edge.annotate import draw_faces
-from edge.capture.sources import Frame
 from edge.events import EmotionEvent
+from edge.frames import Frame
 from edge.vision.boxes import Box
 from edge.vision.tracking import Tracker
 

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import cv2
 
 from edge.assemble import STARTUP_ERRORS, build_classifiers, build_detector, describe_detector
-from edge.bench_runs import (
+from edge.bench.runs import (
     Grid,
     decode_clip,
     grid_clip,
@@ -392,7 +391,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 
 from edge.assemble import build_detector, build_device, build_tracker
-from edge.capture.sources import Frame, OpenCVSource, video_fps
+from edge.capture.sources import OpenCVSource, video_fps
 from edge.config import Config
+from edge.frames import Frame
 from edge.model import EmotionClassifier
 from edge.runtime.pipeline import Pipeline
 from edge.sinks.log import JsonLinesSink
