@@ -1,4 +1,4 @@
-"""Inputs and stops that used to crash, hang or lose events silently: hostile configs, a
+"""Inputs and stops that must not crash, hang or lose events silently: hostile configs, a
 video that breaks mid-stream, MQTT settings no broker delivers from, a network loop that
 dies, a full spool, a web server stopped with streams open, a run aborted mid-read."""
 
@@ -174,7 +174,7 @@ def test_a_network_loop_that_dies_is_restarted_and_delivers(
 
     def fails_once(self: MqttSink, *args: object) -> None:
         calls["n"] += 1
-        if calls["n"] == 1:  # an error inside paho's loop: it used to end the loop for good
+        if calls["n"] == 1:  # an error inside paho's loop: the loop must not end for good
             raise RuntimeError("boom in a callback")
         real(self, *args)
 

@@ -106,8 +106,8 @@ def test_a_steady_still_face_keeps_its_box_when_asked_to_and_is_checked_again() 
     assert stats.snapshot()["counters"]["detect_partial"] == 6
 
 
-def test_the_schedule_is_described_and_old_configs_keep_loading(tmp_path: Path) -> None:
-    old = tmp_path / "old.yaml"
+def test_the_schedule_is_described_and_a_config_without_motion_keys_loads(tmp_path: Path) -> None:
+    old = tmp_path / "detector-only.yaml"
     old.write_text("detector:\n  full_every: 3\n  region_margin: 0.4\n")
     cfg = load(old)
     assert cfg.detector.full_every == 3 and cfg.motion.enabled

@@ -173,7 +173,7 @@ def near_tie(seed: int, frames: int = 600) -> list[np.ndarray]:
 def test_a_near_tie_gives_no_changed_events_with_the_default_lead() -> None:
     for seed in range(5):
         seq = near_tie(seed)
-        assert len(changes(make(min_hits=1, change_lead=0.0), seq)) >= 5  # today's flicker
+        assert len(changes(make(min_hits=1, change_lead=0.0), seq)) >= 5  # without a lead: flicker
         assert changes(make(min_hits=1), seq) == []
 
 

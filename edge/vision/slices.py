@@ -13,7 +13,7 @@ from edge.vision.faces import FaceDetector
 
 #: What one frame may spend on the whole search, as its number of cascade windows: that
 #: of a VGA frame (640x480) searched for faces from 48 pixels, the default camera's, which
-#: the periodic schedule has always done in one frame. A larger frame spreads its search.
+#: the periodic schedule does in one frame. A larger frame spreads its search.
 _FRAME_BUDGET_SHAPE = (480, 640)
 
 
