@@ -54,16 +54,14 @@ def test_sharpness_orders_sharp_and_blurred_faces() -> None:
 
 
 HAPPY = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("happy")]
-NAN = np.full(len(EMOTIONS), np.nan, np.float32)
 
 
 def _run(rows: list[tuple[str | None]]) -> tuple[Tracker, list]:
     tracker = Tracker(TrackingConfig(min_hits=3), EMOTIONS, "dev", "m")
     events = []
     for frame, why in enumerate(rows):
-        probs = (NAN if why else HAPPY)[None, :]
-        events += tracker.update(frame, 0.0, 0.0, [Box(10, 10, 80, 80)], probs,
-                                 withheld=[why])
+        events += tracker.update(frame, 0.0, 0.0, [Box(10, 10, 80, 80)], HAPPY[None, :],
+                                 withheld=[why], classified=np.array([why is None]))
     return tracker, events
 
 

@@ -21,9 +21,16 @@ def make(**kw) -> Tracker:
     return Tracker(TrackingConfig(**kw), EMOTIONS, "test", "model-1")
 
 
+#: A box followed without a new classification (see ``step``).
+UNKNOWN = None
+
+
 def step(t: Tracker, n: int, boxes: list, probs: list) -> list:
-    arr = np.array(probs, np.float32).reshape(len(boxes), len(EMOTIONS))
-    return t.update(n, 1000.0 + n, float(n), boxes, arr)
+    """One frame; a row of ``probs`` that is :data:`UNKNOWN` was not classified."""
+    classified = np.array([p is not UNKNOWN for p in probs], bool)
+    rows = [p if p is not UNKNOWN else np.zeros(len(EMOTIONS)) for p in probs]
+    arr = np.array(rows, np.float32).reshape(len(boxes), len(EMOTIONS))
+    return t.update(n, 1000.0 + n, float(n), boxes, arr, classified=classified)
 
 
 def test_appeared_after_min_hits_then_stable_id() -> None:
@@ -127,7 +134,7 @@ def test_event_ids_are_unique_across_restarts() -> None:
 
 def test_a_face_without_a_new_classification_carries_its_last_one_over() -> None:
     t, box = make(min_hits=1, change_frames=2, smoothing=0.5), (100, 100, 80, 80)
-    unknown = np.full(len(EMOTIONS), np.nan, np.float32)
+    unknown = UNKNOWN
     step(t, 0, [box], [onehot(HAPPY)])
     step(t, 1, [box], [onehot(SAD)])
     # Frames 2-3 are not classified: the latest classification (sad) counts again, so
@@ -135,7 +142,7 @@ def test_a_face_without_a_new_classification_carries_its_last_one_over() -> None
     assert step(t, 2, [box], [unknown]) == []
     ev = step(t, 3, [box], [unknown])
     assert [(e.type, e.emotion) for e in ev] == [("changed", "sad")]
-    assert not np.isnan(t.tracks[0].probs).any()
+    assert t.tracks[0].probs.argmax() == EMOTIONS.index("sad")
     # A box without a classification never starts a face.
     step(t, 4, [box, (400, 100, 80, 80)], [unknown, unknown])
     assert [tr.id for tr in t.tracks] == [1]

@@ -76,6 +76,7 @@ class FrameResult:
     frame: Frame | None
     boxes: list[Box] = field(default_factory=list)
     probs: np.ndarray | None = None
+    classified: np.ndarray | None = None  # per box: whether probs holds a new reading
     done: bool = False  # a worker's end-of-stream marker
     searched: bool = True  # see Found.searched
     withheld: list[str | None] | None = None  # per box: why its crop was not classified
@@ -275,7 +276,8 @@ class Pipeline:
             found = self.schedule.find(detector, frame, order, item.motion)
             boxes = found.boxes
             fresh = [i for i, reuse in enumerate(found.reuse) if not reuse]
-            rows = np.full((len(boxes), len(classifier.labels)), np.nan, np.float32)
+            rows = np.zeros((len(boxes), len(classifier.labels)), np.float32)
+            classified = np.zeros(len(boxes), bool)
             withheld: list[str | None] = [None] * len(boxes)
             if fresh:
                 t0 = time.perf_counter()
@@ -294,14 +296,14 @@ class Pipeline:
                     stats.record("classify", t2 - t1)
                     stats.record("classify_face", (t2 - t1) / len(usable))
                     rows[[fresh[k] for k in usable]] = probs
+                    classified[[fresh[k] for k in usable]] = True
                 if len(usable) < len(fresh):
                     stats.add("classify_withheld", len(fresh) - len(usable))
             if len(fresh) < len(boxes):
-                # NaN rows: the tracker carries the face's last probabilities over.
+                # Not classified: the tracker carries the face's last probabilities over.
                 stats.add("classify_reused", len(boxes) - len(fresh))
-            probs = rows
-            self.results.put(FrameResult(order, frame, boxes, probs, searched=found.searched,
-                                         withheld=withheld))
+            self.results.put(FrameResult(order, frame, boxes, rows, classified,
+                                         searched=found.searched, withheld=withheld))
 
     def _collector(self) -> None:
         pending: list[tuple[int, int, FrameResult]] = []
@@ -325,7 +327,8 @@ class Pipeline:
                 assert frame is not None
                 t0 = time.perf_counter()
                 events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs,
-                                        searched=res.searched, withheld=res.withheld)
+                                        searched=res.searched, withheld=res.withheld,
+                                        classified=res.classified)
                 stats.record("track", time.perf_counter() - t0)
                 if self.schedule.follows_tracks:
                     self.schedule.track([Tracked(t.box, t.confirmed and t.missed == 0, t.id)

@@ -29,7 +29,7 @@ class Track:
     id: int
     box: Box
     probs: np.ndarray
-    last: np.ndarray  # the latest classification, carried over for a NaN row
+    last: np.ndarray  # the latest classification, carried over for a frame without one
     hits: int = 1
     missed: int = 0
     confirmed: bool = False
@@ -69,7 +69,8 @@ class Tracker:
 
     def update(self, frame: int, ts: float, mono: float, boxes: list[Box],
                probs: np.ndarray, searched: bool = True,
-               withheld: list[str | None] | None = None) -> list[EmotionEvent]:
+               withheld: list[str | None] | None = None,
+               classified: np.ndarray | None = None) -> list[EmotionEvent]:
         """Advance by one frame; returns the events this frame causes.
 
         Args:
@@ -77,32 +78,37 @@ class Tracker:
             ts: wall-clock capture time.
             mono: monotonic capture time.
             boxes: face boxes found in this frame.
-            probs: ``(len(boxes), len(labels))`` probabilities, row per box. A row of NaN
-                (a face followed without a new classification) counts as the matched
-                face's latest classification again; such a box never starts a new face.
+            probs: ``(len(boxes), len(labels))`` probabilities, row per box (rows that
+                ``classified`` leaves out are not read).
             searched: False when the detector did not look at this frame (the boxes are
                 faces kept from its last pass): a face without a box then misses nothing.
-            withheld: per box, why its crop was not worth classifying (its row is then
-                NaN), or None. Such a face is tracked and counted; it is reported, with
-                its emotion, only once it has had a usable crop.
+            withheld: per box, why its crop was not worth classifying (it is then not
+                classified), or None. Such a face is tracked and counted; it is reported,
+                with its emotion, only once it has had a usable crop.
+            classified: per box, whether ``probs`` holds a new classification of it
+                (default: all). A face followed without one counts its latest
+                classification again; such a box never starts a new face.
         """
         at = (frame, ts, mono)
         why = withheld or [None] * len(boxes)
+        fresh = np.ones(len(boxes), bool) if classified is None else classified
         matches, new_boxes = self._associate(boxes)
         events = [e for track, i in matches
-                  for e in self._seen(track, boxes[i], probs[i], why[i], at)]
+                  for e in self._seen(track, boxes[i], probs[i] if fresh[i] else None,
+                                      why[i], at)]
         if searched:
             matched = {id(t) for t, _ in matches}
             events += self._missed([t for t in self.tracks if id(t) not in matched], at)
         for i in new_boxes:
-            events += self._start(boxes[i], probs[i], why[i], at)
+            events += self._start(boxes[i], probs[i] if fresh[i] else None, why[i], at)
         return events + self._summaries(at)
 
-    def _seen(self, track: Track, box: Box, row: np.ndarray, withheld: str | None,
+    def _seen(self, track: Track, box: Box, row: np.ndarray | None, withheld: str | None,
               at: tuple[int, float, float]) -> list[EmotionEvent]:
-        """A tracked face found again: its box, its smoothed emotion, and what changed."""
+        """A tracked face found again (``row``: its new classification, if any): its box,
+        its smoothed emotion, and what changed."""
         track.box, track.withheld = box, withheld
-        if not np.isnan(row[0]):
+        if row is not None:
             track.last = row
             if not track.usable:  # its first reading: nothing to smooth with
                 track.usable, track.probs = True, row.astype(np.float64)
@@ -129,13 +135,13 @@ class Tracker:
                     events.append(self._event(track, "left", *at))
         return events
 
-    def _start(self, box: Box, row: np.ndarray, withheld: str | None,
+    def _start(self, box: Box, row: np.ndarray | None, withheld: str | None,
                at: tuple[int, float, float]) -> list[EmotionEvent]:
         """A box no track matched: a new face (not from a followed box with no reading)."""
         if withheld is not None:
             flat = np.full(len(self.labels), 1.0 / len(self.labels))
             track = Track(self._next_id, box, flat, flat, usable=False, withheld=withheld)
-        elif np.isnan(row[0]):
+        elif row is None:
             return []
         else:
             track = Track(self._next_id, box, row.astype(np.float64).copy(), row)
