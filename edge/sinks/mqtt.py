@@ -89,7 +89,8 @@ class MqttSink:
         self._reset = threading.Event()  # a (re)connect: resend from the spool head
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        # (message id, when its acknowledgement arrived), from paho's thread
+        self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()
         self._lost_at: float | None = None  # when a connection that was up went down
         self._up_at = 0.0  # when the current connection was accepted
         self._short_lived: list[float] = []  # when connections closed soon after opening
@@ -256,7 +257,7 @@ class MqttSink:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        self._acks.put(mid)
+        self._acks.put((mid, time.monotonic()))
         self._wake.set()
 
     # -- network thread ---------------------------------------------------------------------
@@ -315,7 +316,7 @@ class MqttSink:
             now = time.monotonic()
             while True:
                 try:
-                    mid = self._acks.get_nowait()
+                    mid, acked = self._acks.get_nowait()
                 except queue.Empty:
                     break
                 sent = inflight.pop(mid, None)
@@ -323,7 +324,7 @@ class MqttSink:
                     self.spool.remove(sent[0])
                     self.delivered += 1
                     if self.cfg.replay_s:
-                        recent.append((now, sent[1], sent[2]))
+                        recent.append((acked, sent[1], sent[2]))
             keep = max(4 * self.cfg.replay_s, 60.0)
             while recent and (recent[0][0] < now - keep or len(recent) > _REPLAY_MAX):
                 recent.popleft()
@@ -349,9 +350,14 @@ class MqttSink:
     def _replay(self, recent: collections.deque[tuple[float, str, str]],
                 lost_at: float) -> None:
         """Publish again what the broker acknowledged just before the connection was lost
-        (it may have died before writing it down)."""
+        (it may have died before writing it down).
+
+        The window ends at the last acknowledgement if that came before the loss was
+        noticed: a broker that died is noticed late on a loaded machine, and the events at
+        risk are the ones it acknowledged last, not the ones before the notice."""
+        end = min(lost_at, recent[-1][0]) if recent else lost_at
         again = [(topic, payload) for at, topic, payload in recent
-                 if at >= lost_at - self.cfg.replay_s]
+                 if at >= end - self.cfg.replay_s]
         for topic, payload in again:
             if self.client.publish(topic, payload, qos=1).rc != mqtt.MQTT_ERR_SUCCESS:
                 return
