@@ -124,7 +124,7 @@ def _free_port() -> int:
 
 
 def test_an_unreachable_broker_names_the_one_cause_seen() -> None:
-    from edge.sinks.mqtt import connect_failure
+    from edge.sinks.broker import connect_failure
 
     port = _free_port()
     cfg = build(MqttSinkConfig, {"host": "127.0.0.1", "port": port}, "sinks.mqtt")

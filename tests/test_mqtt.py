@@ -187,7 +187,7 @@ def test_username_and_password(tmp_path: Path, caplog: pytest.LogCaptureFixture)
 
 
 def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge.sinks.mqtt import read_password
+    from edge.sinks.broker import read_password
 
     monkeypatch.setenv("EDGE_MQTT_PW", "from-env")
     assert read_password(sink_config(1883, password_env="EDGE_MQTT_PW")) == "from-env"

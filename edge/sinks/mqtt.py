@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import queue
-import socket
 import threading
 import time
 from pathlib import Path
@@ -36,17 +35,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge.config import Config, ConfigError, MqttSinkConfig
-from edge.config.secrets import read_secret
 from edge.events import EmotionEvent
+from edge.sinks.broker import connect_failure, read_password
 from edge.sinks.discovery import publish_discovery
 from edge.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
-
-
-def read_password(cfg: MqttSinkConfig) -> str | None:
-    """The broker password from ``password_file`` or ``password_env`` (never from YAML)."""
-    return read_secret("sinks.mqtt.password", cfg.password_file, cfg.password_env)
 
 
 class MqttSink:
@@ -366,27 +360,6 @@ class MqttSink:
             log.info("MQTT: published again the %d event(s) acknowledged in the %g s before "
                      "the connection was lost (a broker that died may not have kept them; "
                      "consumers drop duplicates by id)", len(again), self.cfg.replay_s)
-
-
-def connect_failure(cfg: MqttSinkConfig, timeout_s: float = 2.0) -> str:
-    """Why a connection to the broker fails, found by one plain TCP connect: the name, the
-    port, the route, or (when TCP gets through) the TLS handshake; with the fix."""
-    where = f"check sinks.mqtt.host and port ({cfg.host}:{cfg.port})"
-    try:
-        with socket.create_connection((cfg.host, cfg.port), timeout=timeout_s):
-            pass
-    except socket.gaierror:
-        return f"the name {cfg.host!r} does not resolve ({where})"
-    except ConnectionRefusedError:
-        return f"connection refused: nothing listens on port {cfg.port} there ({where})"
-    except TimeoutError:
-        return f"no answer in {timeout_s:g} s: the host is down or a firewall drops it ({where})"
-    except OSError as exc:
-        return f"{exc.strerror or exc} ({where})"
-    if cfg.tls.enabled:
-        return ("TCP connects but the TLS handshake fails: check sinks.mqtt.tls (CA, "
-                "certificate) and that the port is the broker's TLS one")
-    return "TCP connects but the connection then fails: check the port is the broker's"
 
 
 #: A connection the broker closes within this many seconds of accepting it, ``_TAKEOVERS``

@@ -64,40 +64,7 @@ from edge.vision.follow import Template, cut, follow
 from edge.vision.motion import Motion, MotionDetector, search_regions
 from edge.vision.plans import Found, Plan, Tracked, held
 from edge.vision.slices import search_slices, size_bands, slice_due
-
-#: Padding around a moving area before it is searched, per side, as a fraction of its size.
-_MOTION_PAD = 0.5
-
-#: How far around a known face that its window missed the wider search reaches, per side.
-_LOST_PAD = 1.0
-
-#: How far a face may move between frames when followed, per side, in face widths; and
-#: the template match below which the cascade searches for it instead.
-_FOLLOW_REACH = 0.25
-_FOLLOW_MATCH = 0.6
-
-#: The cascade's window around a face just followed to where it is now: per side, in face
-#: widths; the sizes it looks for; the face's width once the window is shrunk. Tighter
-#: than ``region_margin``, 0.7-1.4x and 64 pixels (which allow for a box a few frames
-#: old). Every window over a face passes most of the cascade's stages, so the check's
-#: cost is the number of windows it places on the face: at 56 pixels about three
-#: quarters of what 64 costs. Narrower sizes or smaller faces cost less again but
-#: missed the face often enough on the talking-head clip to need wider searches.
-_CHECK_MARGIN = 0.25
-_CHECK_SIZES = (0.8, 1.25)
-_CHECK_FACE_PX = 56
-
-#: How many frames old the cascade's latest find of a face may be for its window to be the
-#: tight check's (a face not yet steady, found by the cascade itself every frame); an older
-#: box gets the wide ``region_margin`` window, which allows for its face having moved.
-_FRESH_FRAMES = 2
-
-#: For how many frames a face a worker just found is looked for around its box, whether or
-#: not the tracker has it yet. The tracker hears of a find only when its frame is collected,
-#: after the next frames are already being searched by the other workers; a face found by
-#: the safety search in a still scene would otherwise be missed by those frames and never
-#: be seen the frames in a row it needs to count.
-_RECENT_FRAMES = 8
+from edge.vision.tuning import TUNING, ScheduleTuning
 
 
 class DetectionSchedule:
@@ -116,8 +83,10 @@ class DetectionSchedule:
     """
 
     def __init__(self, full_every: int, region_margin: float, stats: Stats,
-                 motion: MotionConfig | None = None, min_size: int = 48) -> None:
+                 motion: MotionConfig | None = None, min_size: int = 48,
+                 tuning: ScheduleTuning = TUNING) -> None:
         self.full_every = full_every
+        self.tuning = tuning
         self.region_margin = region_margin
         self.stats = stats
         self.motion = motion if motion is not None and motion.enabled else None
@@ -173,7 +142,7 @@ class DetectionSchedule:
         known = self._known(order)
         windows = [widen(b, self.region_margin) for b in known]
         unexplained = [b for b in motion.boxes if not any(mostly_inside(b, w) for w in windows)]
-        regions = search_regions(unexplained, shape, _MOTION_PAD, self._least)
+        regions = search_regions(unexplained, shape, self.tuning.motion_pad, self._least)
         if sum(w * h for _, _, w, h in regions) > m.max_share * shape[0] * shape[1]:
             return None
         t0 = time.perf_counter()
@@ -212,7 +181,7 @@ class DetectionSchedule:
         """The tracked faces' boxes, then those workers found in the frames around
         ``order`` that the tracker does not have yet (in that order)."""
         known = [t.box for t in self._tracked]
-        recent = [b for o, b in self._recent if abs(o - order) < _RECENT_FRAMES]
+        recent = [b for o, b in self._recent if abs(o - order) < self.tuning.recent_frames]
         if recent and known:
             unexplained = (iou_matrix(recent, known) < SAME_FACE_IOU).all(axis=1)
             recent = [b for b, new in zip(recent, unexplained, strict=True) if new]
@@ -242,15 +211,16 @@ class DetectionSchedule:
             # of background and confirm it).
             template = self._template_for(box, order)
             if steady and template is not None:
-                moved, score = follow(frame.gray, template, _FOLLOW_REACH)
-                if score >= _FOLLOW_MATCH:
+                moved, score = follow(frame.gray, template, self.tuning.follow_reach)
+                if score >= self.tuning.follow_match:
                     if search_all:  # the cascade checks it where it now is
                         plan.followed.append(moved)
                     else:
                         plan.kept.append(moved)
                         stats.add("detect_followed")
                     continue
-            if not steady and template is not None and order - template.order <= _FRESH_FRAMES:
+            fresh = template is not None and order - template.order <= self.tuning.fresh_frames
+            if not steady and fresh:
                 # A new face the cascade found a frame or two ago: the tight check window
                 # finds it where it is now for a third of the wide window's cost (a room's
                 # faces are all new at once when the scene starts). A steady face its
@@ -266,8 +236,8 @@ class DetectionSchedule:
         and the faces it did not find in their windows (lost)."""
         found: list[Box] = []
         if plan.followed:
-            found += detector.detect_around(frame.gray, plan.followed, _CHECK_MARGIN,
-                                             _CHECK_SIZES, _CHECK_FACE_PX)
+            found += detector.detect_around(frame.gray, plan.followed, self.tuning.check_margin,
+                                             self.tuning.check_sizes, self.tuning.check_face_px)
             self.stats.add("detect_partial")
         if plan.moving:
             found += detector.detect_around(frame.gray, plan.moving, self.region_margin)
@@ -289,7 +259,7 @@ class DetectionSchedule:
             stats.add("detect_motion")
         # A known face missing from its window moved fast or changed size: search a
         # wider area around it at every size before counting it as missed.
-        for region in search_regions(lost, shape, _LOST_PAD, self._least):
+        for region in search_regions(lost, shape, self.tuning.lost_pad, self._least):
             found += detector.search(pyramid, region)
             stats.add("detect_fallback")
         if safety is not None:
@@ -320,10 +290,11 @@ class DetectionSchedule:
         with self._recent_lock:
             latest = max([order, *(o for o, _ in self._recent)])
             self._recent = tuple([(o, b) for o, b in self._recent
-                                  if o > latest - _RECENT_FRAMES]
+                                  if o > latest - self.tuning.recent_frames]
                                  + [(order, b) for b in boxes])
             # A template must outlive the frames between two cascade checks.
-            keep = max(_RECENT_FRAMES, 2 * (self.motion.search_every if self.motion else 1))
+            keep = max(self.tuning.recent_frames,
+                       2 * (self.motion.search_every if self.motion else 1))
             self._templates = tuple([t for t in self._templates
                                      if t.order > latest - keep] + templates)
 
@@ -372,7 +343,7 @@ class DetectionSchedule:
             found = detector.detect_around(frame.gray, known, self.region_margin)
             stats.add("detect_partial")
             lost = [b for b in known if all(iou(b, f) == 0.0 for f in found)]
-            for region in search_regions(lost, shape, _LOST_PAD, self._least):
+            for region in search_regions(lost, shape, self.tuning.lost_pad, self._least):
                 found += detector.search(pyramid, region)
                 stats.add("detect_fallback")
             lost = [b for b in lost if all(iou(b, f) == 0.0 for f in found)]
