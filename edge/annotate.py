@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,8 +102,12 @@ def probability_chart(faces: Sequence[dict[str, float]], path: str | Path,
 class VideoAnnotator:
     """Writes the processed stream with boxes and labels to a video file.
 
-    Called by the pipeline's collector thread with each frame in order; whoever builds it
-    closes it after the pipeline has stopped (:class:`edge.assemble.Device` does).
+    Called by the pipeline's collector thread with each frame in order; the frame and its
+    faces in view are handed to the annotator's own thread, which draws and encodes, so a
+    slow encoder does not hold up events (it is waited for only when
+    :data:`ANNOTATE_QUEUE` frames are behind). Whoever builds it closes it after the
+    pipeline has stopped (:class:`edge.assemble.Device` does); ``close`` writes what is
+    queued first.
     """
 
     def __init__(self, path: str, fps: float | Callable[[], float], stats: Stats) -> None:
@@ -112,19 +117,40 @@ class VideoAnnotator:
         self.fps = fps
         self.stats = stats
         self._writer: cv2.VideoWriter | None = None
-        # close() may come from another thread while a frame is being written (a run that
-        # ends by an error); releasing the writer in the middle of a write can crash.
-        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[Frame, list[tuple], float] | None] = queue.Queue(
+            ANNOTATE_QUEUE)
+        self._error: Exception | None = None
         self._closed = False
+        self._lock = threading.Lock()  # close() from another thread than the collector
+        self._thread = threading.Thread(target=self._encode, name="annotate", daemon=True)
+        self._thread.start()
 
     def __call__(self, frame: Frame, boxes: list[Box], tracker: Tracker) -> None:
-        with self._lock:
-            if not self._closed:
-                self._write(frame, tracker)
+        if self._error is not None:
+            raise self._error  # the run ends with the encoder's failure
+        faces = [(t.box, tracker.labels[t.reported], float(t.probs[t.reported]), t.id)
+                 for t in tracker.in_view()]
+        item = (frame, faces, self.stats.fps())
+        while not self._closed:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._error is not None:
+                    raise self._error from None
 
-    def _write(self, frame: Frame, tracker: Tracker) -> None:
-        image = frame.image if frame.image is not None else cv2.cvtColor(frame.gray,
-                                                                          cv2.COLOR_GRAY2BGR)
+    def _encode(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(*item)
+                except Exception as exc:  # reported to the collector, which ends the run
+                    self._error = exc
+
+    def _write(self, frame: Frame, faces: list[tuple], fps_now: float) -> None:
+        # A copy: the frame's own pixels may still be read (the web page's live view).
+        image = (frame.image.copy() if frame.image is not None
+                 else cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR))
         if self._writer is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             h, w = image.shape[:2]
@@ -133,18 +159,24 @@ class VideoAnnotator:
                                            fps, (w, h))
             if not self._writer.isOpened():
                 raise OSError(f"{self.path}: cannot write video")
-        live = [t for t in tracker.tracks if t.confirmed and t.missed == 0]
-        labels = [tracker.labels[t.reported] for t in live]
-        draw_faces(image, [t.box for t in live], labels,
-                   [float(t.probs[t.reported]) for t in live], [t.id for t in live])
-        draw_fps(image, self.stats.fps())
+        draw_faces(image, [f[0] for f in faces], [f[1] for f in faces],
+                   [f[2] for f in faces], [f[3] for f in faces])
+        draw_fps(image, fps_now)
         self._writer.write(image)
 
     def close(self) -> None:
-        """Finish the video file (after the frame being written, if any); safe to call
-        twice, and later frames are not written."""
+        """Write the queued frames and finish the video file; safe to call twice, and
+        later frames are not written."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            if self._writer is not None:
-                self._writer.release()
-                self._writer = None
+        self._queue.put(None)
+        self._thread.join()
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+#: Frames the annotated video's encoder may be behind before the collector waits for it.
+ANNOTATE_QUEUE = 32

@@ -331,7 +331,7 @@ class Pipeline:
                                         classified=res.classified)
                 stats.record("track", time.perf_counter() - t0)
                 if self.schedule.follows_tracks:
-                    self.schedule.track([Tracked(t.box, t.confirmed and t.missed == 0, t.id)
+                    self.schedule.track([Tracked(t.box, t.in_view, t.id)
                                          for t in tracker.tracks])
                 for ev in events:
                     self.events.put(ev)

@@ -40,6 +40,12 @@ class Track:
     withheld: str | None = None  # why its latest crop was not classified, if it was not
 
     @property
+    def in_view(self) -> bool:
+        """Reported and found in the latest frame: what the page, the annotated video and
+        the schedule show or follow as a face in view now."""
+        return self.confirmed and self.missed == 0
+
+    @property
     def emotion_index(self) -> int:
         return int(np.argmax(self.probs))
 
@@ -163,6 +169,10 @@ class Tracker:
             return []
         self._last_summary = mono
         return [self._event(t, "summary", *at) for t in self.tracks if t.confirmed]
+
+    def in_view(self) -> list[Track]:
+        """The faces :attr:`Track.in_view` now."""
+        return [t for t in self.tracks if t.in_view]
 
     def counted(self) -> int:
         """Faces in view: the reported ones and those seen long enough whose emotion is

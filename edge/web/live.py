@@ -61,7 +61,7 @@ class LiveState:
         # Raw figures only: the page's dicts are built when a request asks (snapshot),
         # not on every frame of the collector thread.
         faces = [(t.id, tuple(int(v) for v in t.box), t.reported, t.probs.copy())
-                 for t in tracker.tracks if t.confirmed and t.missed == 0]
+                 for t in tracker.in_view()]
         now = time.time()
         with self._lock:
             self._faces = faces
