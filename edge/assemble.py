@@ -187,7 +187,9 @@ def pipeline_settings(cfg: Config, rate: float | None = None) -> PipelineSetting
         margin=cfg.detector.margin, queue_size=cfg.source.queue_size,
         max_frames=cfg.pipeline.max_frames, drop_oldest=cfg.source.realtime, rate=rate,
         reconnect=(cfg.source.reconnect.initial_s, cfg.source.reconnect.max_s),
-        quality=cfg.quality)
+        quality=cfg.quality,
+        status_every_s=(cfg.sinks.mqtt.state_every_s if cfg.sinks.mqtt.enabled
+                        else cfg.pipeline.stats_every_s))
 
 
 def build_schedule(cfg: Config, stats: Stats) -> DetectionSchedule | PassSchedule:

@@ -135,13 +135,14 @@ def test_a_failing_sink_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) 
     assert caplog.text.count("disk full") == 1  # logged once, counted every time
 
 
-def test_status_reaches_sinks_in_their_thread() -> None:
-    p, sink, _ = make(FakeSource(5, live=False, period=0.05), [FakeClassifier()])
+def test_status_reaches_sinks_in_their_thread_from_stats() -> None:
+    p, sink, _ = make(FakeSource(None, live=False, period=0.02), [FakeClassifier()],
+                      status_every_s=0.05)
     p.start()
-    p.publish_status({"faces": 1})
-    p.wait(3.0)
+    assert wait_until(lambda: any(s["frames"] > 0 for s in sink.statuses), timeout=30)
+    p.stop()
     p.join()
-    assert sink.statuses == [{"faces": 1}]
+    assert all(set(s) >= {"faces", "fps", "source", "frames"} for s in sink.statuses)
 
 
 def test_max_frames() -> None:

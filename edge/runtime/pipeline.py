@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import queue
 import threading
 import time
@@ -52,13 +53,6 @@ class _End:
 
 
 END = _End()
-
-
-@dataclass(frozen=True)
-class _Status:
-    """Runtime state for the sinks, carried through the event queue."""
-
-    state: dict
 
 
 class Captured(NamedTuple):
@@ -137,7 +131,7 @@ class Pipeline:
         self.frames: FrameQueue[Captured | _End] = FrameQueue(
             s.queue_size, drop_oldest=live or s.rate is not None, keep=_End)
         self.results: queue.Queue[FrameResult] = queue.Queue()
-        self.events: queue.Queue[EmotionEvent | _Status | _End] = queue.Queue()
+        self.events: queue.Queue[EmotionEvent | _End] = queue.Queue()
         self.stop_event = threading.Event()  # graceful: stop capturing, drain, flush
         self.abort_event = threading.Event()  # an error: everybody out now
         self._errors: list[BaseException] = []
@@ -160,10 +154,6 @@ class Pipeline:
     def stop(self) -> None:
         """Ask for a graceful stop: capture ends, queued work drains, sinks flush."""
         self.stop_event.set()
-
-    def publish_status(self, state: dict) -> None:
-        """Hand runtime state (faces, fps, source health) to every sink's ``status``."""
-        self.events.put(_Status(state))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the run has ended; True when it has."""
@@ -355,7 +345,14 @@ class Pipeline:
 
     def _sink_loop(self) -> None:
         stats, sinks = self.stats, self.sinks
+        every = self.settings.status_every_s
+        next_status = time.monotonic() + every if every else math.inf
         while not self.abort_event.is_set():
+            if time.monotonic() >= next_status:
+                # Runtime state (faces, fps, source health) read from Stats, in the sinks'
+                # own thread like their events.
+                sinks.status(stats.status())
+                next_status = time.monotonic() + every
             try:
                 ev = self.events.get(timeout=_POLL_S)
             except queue.Empty:
@@ -364,9 +361,6 @@ class Pipeline:
                 sinks.flush()
                 self._done.set()
                 return
-            if isinstance(ev, _Status):
-                sinks.status(ev.state)
-                continue
             t0 = time.perf_counter()
             sinks.write(ev)
             t1 = time.perf_counter()

@@ -59,9 +59,6 @@ class Service:
         notifier.ready("starting")
         every = self.cfg.pipeline.stats_every_s
         next_stats = time.monotonic() + every if every else float("inf")
-        mqtt = self.cfg.sinks.mqtt
-        status_every = mqtt.state_every_s if mqtt.enabled else every
-        next_status = time.monotonic() + (status_every or float("inf"))
         next_ping, last_frames, last_progress = time.monotonic(), -1, time.monotonic()
         stall = self.cfg.source.stall_timeout_s
         drain, abort_grace = 0.4, ABORT_GRACE_S
@@ -85,9 +82,6 @@ class Service:
                 log.info("%s", line)
                 notifier.status(line)
                 next_stats = now + every
-            if now >= next_status:
-                p.publish_status(self.status())
-                next_status = now + status_every
         notifier.stopping()
         result = p.join(timeout=drain, abort_grace=abort_grace)
         log.info("%s", stats.line())
@@ -95,7 +89,3 @@ class Service:
                  result.dropped)
         notifier.close()
         return result
-
-    def status(self) -> dict:
-        """The runtime state sinks publish (e.g. MQTT ``state``): :meth:`Stats.status`."""
-        return self.pipeline.stats.status()

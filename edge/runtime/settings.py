@@ -23,6 +23,8 @@ class PipelineSettings:
         rate: pace reading at this many frames per second (replaying a file as a camera).
         reconnect: (initial, max) seconds between attempts to reopen a failed live source.
         quality: which crops are worth classifying (:mod:`edge.vision.quality`).
+        status_every_s: seconds between the sinks' ``status`` calls (MQTT ``state``),
+            made by the sink thread from :meth:`edge.stats.Stats.status`; 0: none.
     """
 
     margin: float = 0.15
@@ -32,6 +34,7 @@ class PipelineSettings:
     rate: float | None = None
     reconnect: tuple[float, float] = (1.0, 30.0)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    status_every_s: float = 0.0
 
 
 class Classifier(Protocol):
