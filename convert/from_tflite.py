@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.model import EmotionClassifier, ModelError, card_path_for, sha256_of
+from edge.model import EmotionClassifier, ModelError, card_path_for
+from edge.model_files import sha256_of
 from train.config import Arch, choices
 from train.data import add_data_options, check_data_options
 from train.faceset import DataError

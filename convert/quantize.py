@@ -21,15 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge.model import (
-    MODES,
-    EmotionClassifier,
-    ModelCard,
-    ModelError,
-    classify_latency,
-    model_filename,
-    sha256_of,
-)
+from edge.bench.latency import classify_latency
+from edge.model import EmotionClassifier, ModelCard, ModelError
+from edge.model_files import MODES, model_filename, sha256_of
 from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
 from edge.runtime.sysinfo import describe
 from train.data import CALIBRATION_FACES, add_data_options, check_data_options

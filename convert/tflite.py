@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
-from edge.model import MODES
+from edge.model_files import MODES
 from edge.preprocessing import INPUT_SHAPE
 from train.data import calibration_inputs
 

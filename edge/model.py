@@ -9,14 +9,12 @@ Runtime import order: LiteRT (``ai_edge_litert``), then ``tflite_runtime``, then
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import json
 import logging
 import os
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,18 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.model_files import sha256_of
 from edge.preprocessing import FACE_SIZE
 
 log = logging.getLogger(__name__)
-
-#: Conversion modes of ``python -m convert.quantize``, the shipped one (int8) first.
-MODES: tuple[str, ...] = ("int8", "float16", "dynamic", "float32")
-
-
-def model_filename(name: str, mode: str) -> str:
-    """The file a converted model is written to and looked up as: ``<name>_<mode>.tflite``."""
-    return f"{name}_{mode}.tflite"
-
 
 #: Runtime names accepted by :func:`load_runtime`, in the order ``auto`` tries them.
 RUNTIMES: tuple[str, ...] = ("litert", "tflite_runtime", "tensorflow")
@@ -195,22 +185,6 @@ def _dist_version(dist: str) -> str:
     return "unknown"
 
 
-def sha256_of(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, or of a folder's files (relative path + bytes, sorted).
-
-    Files are read in blocks, so a data set of any size hashes in constant memory.
-    """
-    p = Path(path)
-    h = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]:
-        if p.is_dir():
-            h.update(str(f.relative_to(p)).encode())
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 class EmotionClassifier:
     """Classifies 48x48 uint8 faces with a TFLite model; all faces of a frame in one invoke.
 
@@ -339,38 +313,6 @@ class EmotionClassifier:
             return raw.copy()
         scale, zero = self.output_quantization
         return (raw.astype(np.float32) - zero) * scale
-
-
-def classify_latency(classifier: EmotionClassifier, runs: int = 300,
-                     face: np.ndarray | None = None) -> dict:
-    """Wall time of single-face classify calls, the model alone, in milliseconds.
-
-    What "ms per face" means in the model card and the README: one face per call (batch
-    1), the device's own classify path (scaling, invoke, dequantize), on a quiet process.
-
-    Args:
-        classifier: the loaded model.
-        runs: calls timed, after 20 untimed ones.
-        face: ``(48, 48)`` uint8 pixels; these models' time does not depend on them, so
-            a mid-grey face stands in by default.
-
-    Returns:
-        ``p50_ms``, ``p95_ms``, ``runs`` and ``batch`` (1).
-    """
-    if runs <= 0:
-        raise ValueError(f"runs must be > 0, got {runs}")
-    one = (np.full((1, FACE_SIZE, FACE_SIZE), 128, np.uint8) if face is None
-           else np.asarray(face, np.uint8).reshape(1, FACE_SIZE, FACE_SIZE))
-    for _ in range(20):
-        classifier.classify(one)
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        classifier.classify(one)
-        times[i] = time.perf_counter() - t0
-    p50, p95 = np.percentile(times, (50, 95)) * 1e3
-    return {"p50_ms": round(float(p50), 4), "p95_ms": round(float(p95), 4), "runs": runs,
-            "batch": 1}
 
 
 def _quant(details: dict[str, Any]) -> tuple[float, int]:

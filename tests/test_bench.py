@@ -11,9 +11,10 @@ import pytest
 
 from edge.bench.cli import events_versus, sibling_models
 from edge.bench.cli import main as bench_main
+from edge.bench.latency import classify_latency
 from edge.bench.runs import DecodedClip, decode_clip, reverted_changes, run_pipeline
 from edge.config import load
-from edge.model import EmotionClassifier, classify_latency
+from edge.model import EmotionClassifier
 from tests.conftest import model_mode
 from tests.fixtures import ROOT
 

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge.model import sha256_of
+from edge.model_files import sha256_of
 from edge.preprocessing import EMOTIONS
 from train import (
     checkpoints,

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from edge.model import sha256_of
+from edge.model_files import sha256_of
 from edge.runtime import sysinfo
 from train import faceset, ferplus
 from train.config import TrainConfig

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import keras
 
-from edge.model import sha256_of
+from edge.model_files import sha256_of
 from train import distill, quant_aware
 from train.config import TrainConfig
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.model import sha256_of
+from edge.model_files import sha256_of
 from train.ferplus import Votes, majority_metrics
 from train.metrics import classification_metrics
 

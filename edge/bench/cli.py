@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 
 from edge.assemble import STARTUP_ERRORS, build_classifiers, build_detector, describe_detector
+from edge.bench.latency import classify_latency
 from edge.bench.runs import (
     Grid,
     decode_clip,
@@ -41,13 +42,8 @@ from edge.bench.runs import (
 )
 from edge.capture.image_files import ImageError, read_image
 from edge.config import Config, ConfigError, check_utf8_path, load, shipped
-from edge.model import (
-    MODES,
-    EmotionClassifier,
-    card_path_for,
-    classify_latency,
-    model_filename,
-)
+from edge.model import EmotionClassifier, card_path_for
+from edge.model_files import MODES, model_filename
 from edge.runtime.sysinfo import machine
 from edge.stats import STAGES
 from edge.vision.plans import describe_detection
