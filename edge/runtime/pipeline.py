@@ -7,7 +7,10 @@
 - The collector puts results back in capture order before tracking, so events come out
   in order whatever the number of workers.
 - Sinks run in their own thread behind an unbounded queue: a slow sink never stalls
-  capture, and no event is dropped on the way.
+  capture, and no event is dropped on the way; the sink thread also hands them the
+  runtime state (``Stats.status``) every ``status_every_s``.
+- One end marker, ``END``, ends each queue: behind the last frame (one per worker), in
+  the results (each worker's, in capture order), and behind the last event.
 - One ``threading.Event`` stops everything; an exception in any thread ends the run with
   that error, and every thread exits within a fraction of a second.
 """
@@ -66,12 +69,10 @@ class Captured(NamedTuple):
 class FrameResult:
     """What a worker found in one frame."""
 
-    order: int
-    frame: Frame | None
+    frame: Frame
     boxes: list[Box] = field(default_factory=list)
     probs: np.ndarray | None = None
     classified: np.ndarray | None = None  # per box: whether probs holds a new reading
-    done: bool = False  # a worker's end-of-stream marker
     searched: bool = True  # see Found.searched
     withheld: list[str | None] | None = None  # per box: why its crop was not classified
 
@@ -130,7 +131,8 @@ class Pipeline:
         live = source.live if s.drop_oldest is None else s.drop_oldest
         self.frames: FrameQueue[Captured | _End] = FrameQueue(
             s.queue_size, drop_oldest=live or s.rate is not None, keep=_End)
-        self.results: queue.Queue[FrameResult] = queue.Queue()
+        # (capture order, a frame's result or END): one END per worker, in order too
+        self.results: queue.Queue[tuple[int, FrameResult | _End]] = queue.Queue()
         self.events: queue.Queue[EmotionEvent | _End] = queue.Queue()
         self.stop_event = threading.Event()  # graceful: stop capturing, drain, flush
         self.abort_event = threading.Event()  # an error: everybody out now
@@ -260,7 +262,7 @@ class Pipeline:
                 continue
             order, item = taken
             if isinstance(item, _End):
-                self.results.put(FrameResult(order, None, done=True))
+                self.results.put((order, END))
                 return
             frame = item.frame
             found = self.schedule.find(detector, frame, order, item.motion)
@@ -292,29 +294,28 @@ class Pipeline:
             if len(fresh) < len(boxes):
                 # Not classified: the tracker carries the face's last probabilities over.
                 stats.add("classify_reused", len(boxes) - len(fresh))
-            self.results.put(FrameResult(order, frame, boxes, rows, classified,
-                                         searched=found.searched, withheld=withheld))
+            self.results.put((order, FrameResult(frame, boxes, rows, classified,
+                                                 searched=found.searched, withheld=withheld)))
 
     def _collector(self) -> None:
-        pending: list[tuple[int, int, FrameResult]] = []
+        pending: list[tuple[int, int, FrameResult | _End]] = []
         expected, done_workers, tie = 0, 0, 0
         last: Frame | None = None
         tracker, stats = self.tracker, self.stats
         while not self.abort_event.is_set():
             try:
-                res = self.results.get(timeout=_POLL_S)
+                order, res = self.results.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
             tie += 1
-            heapq.heappush(pending, (res.order, tie, res))
+            heapq.heappush(pending, (order, tie, res))
             while pending and pending[0][0] == expected:
                 _, _, res = heapq.heappop(pending)
                 expected += 1
-                if res.done:
+                if isinstance(res, _End):
                     done_workers += 1
                     continue
                 frame = res.frame
-                assert frame is not None
                 t0 = time.perf_counter()
                 events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs,
                                         searched=res.searched, withheld=res.withheld,
