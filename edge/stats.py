@@ -10,7 +10,9 @@ import bisect
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 
 import numpy as np
 
@@ -21,6 +23,28 @@ STAGES: dict[str, str] = {
     "classify_face": "classify/face", "track": "track", "sink": "sink",
     "frame_latency": "capture->result", "latency": "capture->event",
 }
+
+
+class Count(StrEnum):
+    """The counters the device keeps, by name (their values are the names reports use)."""
+
+    FRAMES = "frames"  # frames through the whole pipeline
+    EVENTS = "events"  # events handed to the sinks
+    FACES_DETECTED = "faces_detected"  # face boxes, all frames
+    FRAMES_WITH_FACE = "frames_with_face"
+    CLASSIFY_REUSED = "classify_reused"  # faces whose last reading counted again
+    CLASSIFY_WITHHELD = "classify_withheld"  # crops not worth classifying
+    SOURCE_ERRORS = "source_errors"  # each failed read or open of a live source
+    SOURCE_RECONNECTS = "source_reconnects"  # times a lost source came back
+    DETECT_FULL = "detect_full"  # searches of the whole frame at every size
+    DETECT_PARTIAL = "detect_partial"  # windows around known faces
+    DETECT_FALLBACK = "detect_fallback"  # wider searches for a face its window missed
+    DETECT_SLICE = "detect_slice"  # one band of sizes of a spread full search
+    DETECT_SAFETY = "detect_safety"  # safety slices (faces that appear without moving)
+    DETECT_MOTION = "detect_motion"  # searches of moving areas
+    DETECT_STILL = "detect_still"  # still faces kept without a search
+    DETECT_FOLLOWED = "detect_followed"  # faces followed by template alone
+    DETECT_KEPT = "detect_kept"  # YuNet: steady faces kept between passes
 
 
 #: Upper bounds (seconds) of the cumulative latency histograms each stage also keeps, for
@@ -56,6 +80,15 @@ class Stats:
             counts[slot] += 1
             total[0] += seconds
 
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Record the time the ``with`` block takes as one sample of ``stage``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record(stage, time.perf_counter() - t0)
+
     def add(self, counter: str, n: int = 1) -> None:
         """Increase a counter."""
         with self._lock:
@@ -82,7 +115,7 @@ class Stats:
         """Mark one frame fully processed (for the frame rate)."""
         with self._lock:
             self._frame_times.append(time.monotonic() if when is None else when)
-            self._counters["frames"] = self._counters.get("frames", 0) + 1
+            self._counters[Count.FRAMES] = self._counters.get(Count.FRAMES, 0) + 1
 
     def counter(self, name: str) -> int:
         with self._lock:

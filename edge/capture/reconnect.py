@@ -12,7 +12,7 @@ import threading
 
 from edge.capture.sources import FrameSource, SourceError
 from edge.frames import Frame
-from edge.stats import Stats
+from edge.stats import Count, Stats
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Reconnecting:
             except SourceError as exc:
                 if not self.source.live:
                     raise
-                self.stats.add("source_errors")
+                self.stats.add(Count.SOURCE_ERRORS)
                 log.warning("%s; reconnecting", exc)
                 if not self._reopen(close_first=True):
                     return None
@@ -82,7 +82,7 @@ class Reconnecting:
             try:
                 self.source.open()
             except SourceError as exc:
-                self.stats.add("source_errors")
+                self.stats.add(Count.SOURCE_ERRORS)
                 delay = min(delay * 2, max_delay)
                 # A new reason is news; the same one again is not (one line per cause).
                 level = logging.DEBUG if str(exc) == self._last_failure else logging.WARNING
@@ -90,7 +90,7 @@ class Reconnecting:
                 self._last_failure = str(exc)
                 continue
             self.stats.set("source", "ok")
-            self.stats.add("source_reconnects")
+            self.stats.add(Count.SOURCE_RECONNECTS)
             self._last_failure = ""
             log.info("source is back")
             return True

@@ -37,7 +37,7 @@ from edge.frames import Frame
 from edge.runtime.settings import Classifier, PipelineSettings
 from edge.sinks import Sink
 from edge.sinks.group import SinkGroup
-from edge.stats import Stats
+from edge.stats import Count, Stats
 from edge.vision.boxes import Box
 from edge.vision.faces import FaceDetector, extract_faces
 from edge.vision.motion import Motion
@@ -188,7 +188,7 @@ class Pipeline:
             except Exception:
                 log.exception("closing the source failed")
         snap = self.stats.snapshot()
-        return RunResult(frames=snap["counters"].get("frames", 0),
+        return RunResult(frames=snap["counters"].get(Count.FRAMES, 0),
                          events=snap["counters"].get("events", 0), dropped=self.frames.dropped,
                          error=self.error, stats=snap)
 
@@ -290,10 +290,10 @@ class Pipeline:
                     rows[[fresh[k] for k in usable]] = probs
                     classified[[fresh[k] for k in usable]] = True
                 if len(usable) < len(fresh):
-                    stats.add("classify_withheld", len(fresh) - len(usable))
+                    stats.add(Count.CLASSIFY_WITHHELD, len(fresh) - len(usable))
             if len(fresh) < len(boxes):
                 # Not classified: the tracker carries the face's last probabilities over.
-                stats.add("classify_reused", len(boxes) - len(fresh))
+                stats.add(Count.CLASSIFY_REUSED, len(boxes) - len(fresh))
             self.results.put((order, FrameResult(frame, boxes, rows, classified,
                                                  searched=found.searched, withheld=withheld)))
 
@@ -316,11 +316,10 @@ class Pipeline:
                     done_workers += 1
                     continue
                 frame = res.frame
-                t0 = time.perf_counter()
-                events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes, res.probs,
-                                        searched=res.searched, withheld=res.withheld,
-                                        classified=res.classified)
-                stats.record("track", time.perf_counter() - t0)
+                with stats.timed("track"):
+                    events = tracker.update(frame.seq, frame.ts, frame.mono, res.boxes,
+                                            res.probs, searched=res.searched,
+                                            withheld=res.withheld, classified=res.classified)
                 if self.schedule.follows_tracks:
                     self.schedule.track([Tracked(t.box, t.in_view, t.id)
                                          for t in tracker.tracks])
@@ -330,8 +329,8 @@ class Pipeline:
                 stats.set("withheld", tracker.withheld())
                 stats.set("dominant", tracker.dominant())
                 if res.boxes:
-                    stats.add("faces_detected", len(res.boxes))
-                    stats.add("frames_with_face")
+                    stats.add(Count.FACES_DETECTED, len(res.boxes))
+                    stats.add(Count.FRAMES_WITH_FACE)
                 stats.record("frame_latency", time.monotonic() - frame.mono)
                 stats.frame_done()
                 if self.on_frame is not None:
@@ -362,9 +361,7 @@ class Pipeline:
                 sinks.flush()
                 self._done.set()
                 return
-            t0 = time.perf_counter()
-            sinks.write(ev)
-            t1 = time.perf_counter()
-            stats.record("sink", t1 - t0)
+            with stats.timed("sink"):
+                sinks.write(ev)
             stats.record("latency", time.monotonic() - ev.captured_mono)
-            stats.add("events")
+            stats.add(Count.EVENTS)

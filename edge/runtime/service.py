@@ -14,6 +14,7 @@ import time
 from edge.config import Config
 from edge.runtime.notify import Notifier
 from edge.runtime.pipeline import ABORT_GRACE_S, Pipeline, RunResult
+from edge.stats import Count
 from edge.vision.plans import describe_detection
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Service:
                 log.warning("pipeline did not drain in %.1f s; stopping anyway", STOP_GRACE_S)
                 drain, abort_grace = 0.0, 0.4  # draining is over; abort the rest now
                 break
-            frames = stats.counter("frames")
+            frames = stats.counter(Count.FRAMES)
             if frames != last_frames:
                 last_frames, last_progress = frames, now
             healthy = now - last_progress < stall or stats.gauge("source") == "down"

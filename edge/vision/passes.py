@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from edge.frames import Frame
-from edge.stats import Stats
+from edge.stats import Count, Stats
 from edge.vision.boxes import SAME_FACE_IOU, Box, iou_matrix
 from edge.vision.motion import Motion
 from edge.vision.plans import Found, Tracked
@@ -108,12 +108,12 @@ class PassSchedule:
         """The faces in ``frame`` and which of them keep their last classification."""
         plan = plan_pass(order, self._tracked, self.every, self.classify_every)
         if not plan.detect:
-            self.stats.add("detect_kept", len(plan.reuse))
+            self.stats.add(Count.DETECT_KEPT, len(plan.reuse))
             return Found(list(plan.reuse), [True] * len(plan.reuse), searched=False)
         t0 = time.perf_counter()
         found = detector.find(frame.gray, frame.small_gray)
         self.stats.record("detect", time.perf_counter() - t0)
-        self.stats.add("detect_full")
+        self.stats.add(Count.DETECT_FULL)
         boxes = [d.box for d in found]
         turns: list[float | None] = [
             turn((d.landmarks.right_eye, d.landmarks.left_eye), d.landmarks.nose)

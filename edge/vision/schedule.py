@@ -48,7 +48,7 @@ import time
 
 from edge.config import MotionConfig
 from edge.frames import Frame
-from edge.stats import Stats
+from edge.stats import Count, Stats
 from edge.vision.boxes import (
     SAME_FACE_IOU,
     Box,
@@ -204,7 +204,7 @@ class DetectionSchedule:
                 plan.reuse.append(box)
             if steady and not check_still and not touches_any(window, motion.boxes):
                 plan.kept.append(box)
-                stats.add("detect_still")
+                stats.add(Count.DETECT_STILL)
                 continue
             # Only a steady face is followed: a new or missed one must be seen by the
             # cascade itself (a template of a false detection would match its own patch
@@ -217,7 +217,7 @@ class DetectionSchedule:
                         plan.followed.append(moved)
                     else:
                         plan.kept.append(moved)
-                        stats.add("detect_followed")
+                        stats.add(Count.DETECT_FOLLOWED)
                     continue
             fresh = template is not None and order - template.order <= self.tuning.fresh_frames
             if not steady and fresh:
@@ -238,10 +238,10 @@ class DetectionSchedule:
         if plan.followed:
             found += detector.detect_around(frame.gray, plan.followed, self.tuning.check_margin,
                                              self.tuning.check_sizes, self.tuning.check_face_px)
-            self.stats.add("detect_partial")
+            self.stats.add(Count.DETECT_PARTIAL)
         if plan.moving:
             found += detector.detect_around(frame.gray, plan.moving, self.region_margin)
-            self.stats.add("detect_partial")
+            self.stats.add(Count.DETECT_PARTIAL)
         lost = [b for b in plan.followed + plan.moving if all(iou(b, f) == 0.0 for f in found)]
         return found, lost
 
@@ -256,12 +256,12 @@ class DetectionSchedule:
         pyramid = Pyramid(frame.gray, frame.small_gray)
         for region in regions:
             found += detector.search(pyramid, region)
-            stats.add("detect_motion")
+            stats.add(Count.DETECT_MOTION)
         # A known face missing from its window moved fast or changed size: search a
         # wider area around it at every size before counting it as missed.
         for region in search_regions(lost, shape, self.tuning.lost_pad, self._least):
             found += detector.search(pyramid, region)
-            stats.add("detect_fallback")
+            stats.add(Count.DETECT_FALLBACK)
         if safety is not None:
             k, slices = safety
             smallest = max(detector.cfg.min_size, detector.smallest(shape[1]))
@@ -272,7 +272,7 @@ class DetectionSchedule:
                 # safety search rejects their areas at its first stage instead of
                 # spending most of its time on them.
                 found += detector.search(pyramid, sizes=bands[k], blank=known + found)
-                stats.add("detect_safety")
+                stats.add(Count.DETECT_SAFETY)
         return pyramid.shrink_s
 
     def _template_for(self, box: Box, order: int) -> Template | None:
@@ -324,10 +324,10 @@ class DetectionSchedule:
         if self.full_every > 1 and regions and order % self.full_every != 0:
             boxes = detector.detect_around(frame.gray, regions, self.region_margin)
             if len(boxes) >= len(regions):
-                stats.add("detect_partial")
+                stats.add(Count.DETECT_PARTIAL)
                 return boxes
-            stats.add("detect_fallback")
-        stats.add("detect_full")
+            stats.add(Count.DETECT_FALLBACK)
+        stats.add(Count.DETECT_FULL)
         return detector.search(pyramid)
 
     def _sliced(self, detector: FaceDetector, frame: Frame, order: int, pyramid: Pyramid,
@@ -341,11 +341,11 @@ class DetectionSchedule:
         found: list[Box] = []
         if known:
             found = detector.detect_around(frame.gray, known, self.region_margin)
-            stats.add("detect_partial")
+            stats.add(Count.DETECT_PARTIAL)
             lost = [b for b in known if all(iou(b, f) == 0.0 for f in found)]
             for region in search_regions(lost, shape, self.tuning.lost_pad, self._least):
                 found += detector.search(pyramid, region)
-                stats.add("detect_fallback")
+                stats.add(Count.DETECT_FALLBACK)
             lost = [b for b in lost if all(iou(b, f) == 0.0 for f in found)]
             if lost:
                 # Not near its last place either (a scene cut): the whole frame, at the
@@ -353,18 +353,18 @@ class DetectionSchedule:
                 sides = [max(w, h) for _, _, w, h in lost]
                 found += detector.search(pyramid, sizes=(0.7 * min(sides), 1.5 * max(sides)),
                                          blank=found)
-                stats.add("detect_fallback")
+                stats.add(Count.DETECT_FALLBACK)
         bands = size_bands(detector.smallest(shape[1]), min(shape[:2]),
                            detector.cfg.scale_factor, slices, detector.base)
         k = len(bands) - 1 - order % self.full_every
         if k >= 0:
             found += detector.search(pyramid, sizes=bands[k], blank=found)
-            stats.add("detect_slice")
+            stats.add(Count.DETECT_SLICE)
         if not known and 0 <= k < len(bands) - 1:
             # Nobody known yet: the workers search a scene's first frames side by side,
             # before any hears of another's finds, so each looks for the largest faces too.
             found += detector.search(pyramid, sizes=bands[-1], blank=found)
-            stats.add("detect_slice")
+            stats.add(Count.DETECT_SLICE)
         found = dedupe(found)
         self._remember(order, found, [c for b in found if (c := cut(frame.gray, b, order))])
         return found
