@@ -152,9 +152,11 @@ class DetectionSchedule:
         safety = (slice_due(order % m.safety_every, slices, m.safety_every)
                   if m.safety_every else None)
         if regions or safety is not None or lost:
-            t0 += self._searches(detector, frame, regions, lost,
-                                 (safety, slices) if safety is not None else None,
-                                 known, found)
+            shrink_s = self._searches(detector, frame, regions, lost,
+                                      (safety, slices) if safety is not None else None,
+                                      known, found)
+            self.stats.record("resize", shrink_s)
+            t0 += shrink_s  # the levels' making is resize, not detect
         self.stats.record("detect", time.perf_counter() - t0)
         found = dedupe(found)
         boxes = dedupe(found + plan.kept)
