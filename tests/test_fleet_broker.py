@@ -112,10 +112,14 @@ def test_a_broker_killed_while_the_consumer_is_away_loses_nothing(tmp_path: Path
         broker = fleet_broker(tmp_path, broker.port).start()
         assert wait_until(lambda: len(sink.spool) == 0, timeout=90)
         proc = start_and_subscribe(broker.port, out)
-        assert wait_until(lambda: len(ids_in(out)) >= 300, timeout=90), len(ids_in(out))
+        arrived = wait_until(lambda: len(ids_in(out)) >= 300, timeout=90)
         stop(proc)
         ids = ids_in(out)
-        assert sorted(ids) == sorted(f"run-{n}" for n in range(300))
+        missing = sorted({f"run-{n}" for n in range(300)} - set(ids),
+                         key=lambda i: int(i[4:]))
+        assert arrived and sorted(ids) == sorted(f"run-{n}" for n in range(300)), (
+            f"{len(ids)} arrived, replayed {sink.replayed}, missing {len(missing)}: "
+            f"{missing[:3]}...{missing[-3:]}")
     finally:
         if sink is not None:
             sink.close()
