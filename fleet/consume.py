@@ -34,6 +34,8 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import IO, Any
 
+from fleet.broker_args import add_broker_flags, check_broker_flags
+
 log = logging.getLogger("fleet.consume")
 
 #: Event ids remembered for de-duplication: a device re-sends only what the broker had
@@ -166,10 +168,7 @@ class FleetConsumer:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fleet.consume", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="localhost", help="the fleet's broker (default localhost)")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--prefix", default="emotion-edge",
-                   help="the devices' mqtt.topic_prefix (default emotion-edge)")
+    add_broker_flags(p, "emotion-edge")
     p.add_argument("--client-id", default="emotion-edge-fleet",
                    help="fixed, so the broker keeps this consumer's session and queues what "
                         "arrives while it is away (default emotion-edge-fleet)")
@@ -181,16 +180,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="stop after this long (default 0: run until stopped)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    if not 1 <= args.port <= 65535:
-        p.error(f"--port: must be in 1..65535, got {args.port}")
-    if "/" in args.prefix or "+" in args.prefix or "#" in args.prefix or not args.prefix:
-        p.error(f"--prefix: one topic level without '/', '+' or '#', got {args.prefix!r}")
-    if not args.host.strip():
-        p.error("--host: give the broker's host name or address")
-    try:  # what the socket layer would refuse later with a traceback
-        args.host.encode("idna")
-    except UnicodeError:
-        p.error(f"--host: not a host name or address: {args.host[:80]!r}")
+    check_broker_flags(p, args)
     if not math.isfinite(args.max_seconds) or args.max_seconds < 0:
         p.error(f"--max-seconds: a finite number of seconds >= 0, got {args.max_seconds}")
     if not 1 <= len(args.client_id) <= 128 or not args.client_id.isprintable():

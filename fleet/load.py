@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fleet.broker_args import add_broker_flags, check_broker_flags
+
 log = logging.getLogger("fleet.load")
 
 
@@ -43,25 +45,14 @@ def cpu_seconds(pid: int) -> float:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fleet.load", description=__doc__.split(
         "\n\n")[0])
-    p.add_argument("--host", default="localhost")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--prefix", default="emotion-edge-load")
+    add_broker_flags(p, "emotion-edge-load")
     p.add_argument("--devices", type=int, default=50, help="simulated devices (default 50)")
     p.add_argument("--rate", type=float, default=5.0,
                    help="messages per second per device (default 5)")
     p.add_argument("--seconds", type=float, default=20.0, help="how long to send (default 20)")
     p.add_argument("--broker-pid", type=int, help="the broker's process id, for its CPU use")
     args = p.parse_args(argv)
-    if not 1 <= args.port <= 65535:
-        p.error(f"--port: must be in 1..65535, got {args.port}")
-    if not args.prefix or any(c in args.prefix for c in "/+#") or not args.prefix.isprintable():
-        p.error(f"--prefix: one topic level without '/', '+' or '#', got {args.prefix!r}")
-    if not args.host.strip():
-        p.error("--host: give the broker's host name or address")
-    try:  # what the socket layer would refuse later with a traceback
-        args.host.encode("idna")
-    except UnicodeError:
-        p.error(f"--host: not a host name or address: {args.host[:80]!r}")
+    check_broker_flags(p, args)
     if not 1 <= args.devices <= 10_000:
         p.error(f"--devices: must be in 1..10000, got {args.devices}")
     if not 0 < args.rate <= 1000 or not 0 < args.seconds <= 3600:
