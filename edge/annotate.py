@@ -178,5 +178,6 @@ class VideoAnnotator:
             self._writer = None
 
 
-#: Frames the annotated video's encoder may be behind before the collector waits for it.
-ANNOTATE_QUEUE = 32
+#: Frames the annotated video's encoder may be behind before the collector waits for it
+#: (each a full-resolution colour frame: 8 at 1080p hold about 50 MB).
+ANNOTATE_QUEUE = 8
