@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.bench.cli import events_versus, sibling_models
-from edge.bench.cli import main as bench_main
-from edge.bench.latency import classify_latency
-from edge.bench.runs import DecodedClip, decode_clip, reverted_changes, run_pipeline
+from edge.bench.__main__ import events_versus, sibling_models
+from edge.bench.__main__ import main as bench_main
 from edge.config import load
+from edge.measure.latency import classify_latency
+from edge.measure.runs import DecodedClip, decode_clip, reverted_changes, run_pipeline
 from edge.model import EmotionClassifier
 from tests.conftest import model_mode
 from tests.fixtures import ROOT

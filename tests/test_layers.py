@@ -26,7 +26,7 @@ FORBIDDEN = {"edge": ("train", "convert", "fleet"), "train": ("convert", "fleet"
 
 #: The command-line modules; a library module importing one of these would run a CLI's
 #: argument parsing and side effects on import.
-CLI_MODULES = {"edge.__main__", "edge.bench.__main__", "edge.bench.cli", "edge.predict",
+CLI_MODULES = {"edge.__main__", "edge.bench.__main__", "edge.predict",
                "edge.fetch",
                "train.__main__", "train.evaluate", "train.carry", "train.through_detector",
                "train.prepare", "convert.quantize", "fleet.consume", "fleet.load"}

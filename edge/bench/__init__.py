@@ -1,6 +1,2 @@
-"""Measuring the device: ``python -m edge.bench``.
-
-- :mod:`edge.bench.cli`: the command line, the classifier's timing and the report;
-- :mod:`edge.bench.runs`: one run of the real pipeline over a clip and its figures
-  (speed, detections, events, crowd counts).
-"""
+"""``python -m edge.bench``: the command is :mod:`edge.bench.__main__`; what it measures
+with is in :mod:`edge.measure`."""
