@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge.bench.latency import classify_latency
+from edge.measure.latency import classify_latency
 from edge.model import EmotionClassifier, ModelCard, ModelError
 from edge.model_files import MODES, model_filename, sha256_of
 from edge.preprocessing import EMOTIONS, FACE_SIZE, PREPROCESSING
