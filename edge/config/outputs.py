@@ -98,9 +98,9 @@ class MqttSinkConfig:
         max_inflight: QoS 1 messages in flight at once; beyond that, events wait in the
             spool.
         replay_s: After a reconnect, publish again the events the broker acknowledged in the
-            last N seconds before its last acknowledgement (or before the connection was
-            lost, if that came first): a broker killed outright may not have written them
-            to disk yet (Mosquitto saves every autosave_interval).
+            last N seconds before the last acknowledgement of the connection that was lost:
+            a broker killed outright may not have written them to disk yet (Mosquitto
+            saves every autosave_interval).
             Consumers drop the duplicates by event id. Keep it above the broker's
             autosave_interval (fleet/mosquitto/fleet.conf: 1). 0: off.
         spool_max_events: Events kept on disk (in state_dir) while the broker is away;

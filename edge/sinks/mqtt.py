@@ -15,13 +15,17 @@ by the event ``id``, unique across restarts) but none is missing and the order i
 A broker acknowledges an event before it has written it to disk (Mosquitto saves its
 queues every ``autosave_interval``), so a broker killed outright can lose what it had
 just acknowledged. After every reconnect the sink therefore publishes again the events
-acknowledged in the ``replay_s`` seconds before the connection was lost: duplicates the
-consumer drops by ``id``, and nothing a crash took.
+acknowledged in the ``replay_s`` seconds before the lost connection's last
+acknowledgement (:mod:`edge.sinks.replay`): duplicates the consumer drops by ``id``, and
+nothing a crash took.
+
+Every packet is written by the network thread: paho writes a publish from the calling
+thread when it does not know of a loop thread (ours is not paho's ``loop_start`` one),
+and two threads writing one socket can interleave packets.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import logging
@@ -38,6 +42,7 @@ from edge.config import Config, ConfigError, MqttSinkConfig
 from edge.events import EmotionEvent
 from edge.sinks.broker import connect_failure, read_password
 from edge.sinks.discovery import publish_discovery
+from edge.sinks.replay import ReplayWindow
 from edge.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -83,9 +88,11 @@ class MqttSink:
         self._reset = threading.Event()  # a (re)connect: resend from the spool head
         self._wake = threading.Event()
         self._stop = threading.Event()
-        # (message id, when its acknowledgement arrived), from paho's thread
-        self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()
-        self._lost_at: float | None = None  # when a connection that was up went down
+        # (message id, when its acknowledgement arrived, on which connection), from paho's
+        # thread; the connection counter rises on every accepted connect
+        self._acks: queue.SimpleQueue[tuple[int, float, int]] = queue.SimpleQueue()
+        self._connection = 0
+        self._replay = ReplayWindow(cfg.replay_s)  # the delivery thread's alone
         self._up_at = 0.0  # when the current connection was accepted
         self._short_lived: list[float] = []  # when connections closed soon after opening
         self.replayed = 0
@@ -131,6 +138,9 @@ class MqttSink:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        # A registered write callback makes paho leave every write to the loop (woken
+        # through its socket pair) instead of writing from the publishing thread.
+        client.on_socket_register_write = _loop_writes
         return client
 
     # -- sink interface (pipeline's sink thread) --------------------------------------------
@@ -201,6 +211,7 @@ class MqttSink:
             return
         self._last_refusal = ""
         self._up_at = time.monotonic()
+        self._connection += 1
         log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
         client.publish(self.topic_status, "online", qos=1, retain=True)
         if self.cfg.homeassistant_discovery:
@@ -221,7 +232,7 @@ class MqttSink:
         if self._closing:
             log.info("MQTT disconnected (stopping)")
         elif self._connected.is_set():
-            now = self._lost_at = time.monotonic()
+            now = time.monotonic()
             if now - self._up_at < _SHORT_LIVED_S:
                 self._short_lived = [t for t in self._short_lived if now - t < 60.0] + [now]
             if len(self._short_lived) >= _TAKEOVERS:
@@ -251,7 +262,7 @@ class MqttSink:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        self._acks.put((mid, time.monotonic()))
+        self._acks.put((mid, time.monotonic(), self._connection))
         self._wake.set()
 
     # -- network thread ---------------------------------------------------------------------
@@ -300,39 +311,35 @@ class MqttSink:
                 self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     def _deliver_until_stopped(self) -> None:
-        inflight: dict[int, tuple[int, str, str]] = {}  # mid -> spool id, topic, payload
-        # (acknowledged at, topic, payload), newest last: what a broker crash could take
-        recent: collections.deque[tuple[float, str, str]] = collections.deque()
+        # mid -> spool id (None for an event published again), topic, payload
+        inflight: dict[int, tuple[int | None, str, str]] = {}
         last_sent = 0
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
-            now = time.monotonic()
-            while True:
-                try:
-                    mid, acked = self._acks.get_nowait()
-                except queue.Empty:
-                    break
-                sent = inflight.pop(mid, None)
-                if sent is not None:
-                    self.spool.remove(sent[0])
-                    self.delivered += 1
-                    if self.cfg.replay_s:
-                        recent.append((acked, sent[1], sent[2]))
-            keep = max(4 * self.cfg.replay_s, 60.0)
-            while recent and (recent[0][0] < now - keep or len(recent) > _REPLAY_MAX):
-                recent.popleft()
             if self._reset.is_set():
                 self._reset.clear()
                 inflight.clear()
                 last_sent = 0
+            self._take_acks(inflight)
             if not self._connected.is_set():
                 continue
-            if self._lost_at is not None:
-                self._replay(recent, self._lost_at)
-                self._lost_at = None
+            queued = self._replay.reconnected(self._connection)
+            if queued:
+                log.info("MQTT: publishing again the %d event(s) acknowledged in the %g s "
+                         "before the connection was lost (a broker that died may not have "
+                         "kept them; consumers drop duplicates by id)", queued,
+                         self.cfg.replay_s)
             room = self.cfg.max_inflight - len(inflight)
-            if room <= 0:
+            while room > 0 and (again := self._replay.next()) is not None:
+                info = self.client.publish(*again, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break  # disconnected meanwhile; the rest go out on the next connection
+                inflight[info.mid] = (None, *again)
+                self._replay.sent()
+                self.replayed += 1
+                room -= 1
+            if room <= 0 or self._replay.due:
                 continue
             for entry, topic, payload in self.spool.after(last_sent, room):
                 info = self.client.publish(topic, payload, qos=1)
@@ -341,34 +348,32 @@ class MqttSink:
                 inflight[info.mid] = (entry, topic, payload)
                 last_sent = entry
 
-    def _replay(self, recent: collections.deque[tuple[float, str, str]],
-                lost_at: float) -> None:
-        """Publish again what the broker acknowledged just before the connection was lost
-        (it may have died before writing it down).
-
-        The window ends at the last acknowledgement if that came before the loss was
-        noticed: a broker that died is noticed late on a loaded machine, and the events at
-        risk are the ones it acknowledged last, not the ones before the notice."""
-        end = min(lost_at, recent[-1][0]) if recent else lost_at
-        again = [(topic, payload) for at, topic, payload in recent
-                 if at >= end - self.cfg.replay_s]
-        for topic, payload in again:
-            if self.client.publish(topic, payload, qos=1).rc != mqtt.MQTT_ERR_SUCCESS:
+    def _take_acks(self, inflight: dict[int, tuple[int | None, str, str]]) -> None:
+        """Remove what the broker acknowledged from the spool and keep it for a replay."""
+        while True:
+            try:
+                mid, acked, connection = self._acks.get_nowait()
+            except queue.Empty:
                 return
-        if again:
-            self.replayed += len(again)
-            log.info("MQTT: published again the %d event(s) acknowledged in the %g s before "
-                     "the connection was lost (a broker that died may not have kept them; "
-                     "consumers drop duplicates by id)", len(again), self.cfg.replay_s)
+            sent = inflight.pop(mid, None)
+            if sent is None:
+                continue  # sent on a connection before the last reset: resent from the spool
+            entry, topic, payload = sent
+            if entry is not None:
+                self.spool.remove(entry)
+                self.delivered += 1
+            self._replay.acked(acked, connection, topic, payload)
+
+
+def _loop_writes(*_: Any) -> None:
+    """paho's write callback (client, userdata, socket): nothing to do, the network loop
+    writes what is queued."""
 
 
 #: A connection the broker closes within this many seconds of accepting it, ``_TAKEOVERS``
 #: times in a minute, is taken as another client taking over this one's session.
 _SHORT_LIVED_S = 10.0
 _TAKEOVERS = 3
-
-#: The most acknowledged events kept for a replay after a reconnect.
-_REPLAY_MAX = 50_000
 
 #: How often a full spool may say so in the log (each discard is counted regardless).
 SPOOL_WARN_EVERY_S = 60.0
