@@ -88,6 +88,24 @@ def test_live_page_shows_the_face_and_its_emotion(browser: webdriver.Chrome, dev
     _shot(browser, tmp_path, "live-phone.png")
 
 
+def test_photo_page_sends_again_when_the_device_is_busy(browser: webdriver.Chrome,
+                                                        device: Device) -> None:
+    browser.get(device.web.url + "predict")
+    # The first answer is the device's "busy" (503, Retry-After 1), as when other photos
+    # hold every upload slot; the page's second try reaches the device itself.
+    browser.execute_script("""
+        const real = window.fetch; window.tries = 0;
+        window.fetch = (...args) => ++window.tries === 1
+            ? Promise.resolve(new Response(JSON.stringify({error: "busy"}),
+                {status: 503, headers: {"Retry-After": "1"}}))
+            : real(...args);""")
+    browser.find_element(By.ID, "photo").send_keys(str(PHOTO))
+    browser.find_element(By.CSS_SELECTOR, "#upload button").click()
+    WebDriverWait(browser, 60).until(lambda d: "Face 1" in d.find_element(By.ID, "faces").text)
+    assert browser.execute_script("return window.tries") == 2
+    assert "1 face(s)" in browser.find_element(By.ID, "message").text
+
+
 def test_photo_page_labels_an_uploaded_photo(browser: webdriver.Chrome, device: Device,
                                              tmp_path: Path) -> None:
     browser.get(device.web.url + "predict")

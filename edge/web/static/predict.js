@@ -1,14 +1,29 @@
 // The photo page: upload, then the photo with its faces boxed and a chart per face.
 "use strict";
+
+// A busy device answers 503 with Retry-After: the page waits that long and sends the
+// photo again, a few times, instead of leaving the person to press the button again.
+const TRIES = 5;
+
+async function upload(file, message) {
+  for (let attempt = 1; ; attempt++) {
+    const form = new FormData(); form.append("photo", file);
+    const response = await fetch("/api/predict", {method: "POST", body: form, credentials: "same-origin"});
+    const wait = Number(response.headers.get("Retry-After"));
+    if (response.status !== 503 || !(wait > 0) || attempt >= TRIES) return response;
+    message.textContent = `The device is busy; trying again in ${wait} s (${attempt + 1} of ${TRIES})…`;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 30) * 1000));
+  }
+}
+
 document.getElementById("upload").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const file = document.getElementById("photo").files[0];
   const message = document.getElementById("message");
   if (!file) return;
   message.className = "note"; message.textContent = "Labelling…";
-  const form = new FormData(); form.append("photo", file);
-  const response = await fetch("/api/predict", {method: "POST", body: form, credentials: "same-origin"});
-  const result = await response.json();
+  const response = await upload(file, message);
+  const result = await response.json().catch(() => ({error: `The device answered ${response.status}.`}));
   if (!response.ok) {
     message.className = "error"; message.textContent = result.error; return;
   }
