@@ -31,7 +31,7 @@ def _with_trained_batchnorm(model: keras.Model, seed: int = 0) -> keras.Model:
     return model
 
 
-@pytest.mark.parametrize("arch", ["edge", "edge-plus", "mlp"])
+@pytest.mark.parametrize("arch", ["edge", "edge-plus", "edge-sep", "mlp"])
 def test_fold_and_strip_keep_the_function(arch: str) -> None:
     model = _with_trained_batchnorm(build(arch))
     faces, _ = make_faces(3)
@@ -101,6 +101,17 @@ def test_the_simulation_tracks_the_converted_int8_model(trained_run: Path) -> No
     assert sim_err.max() < 1.01
     assert (sim_err < 0.5).mean() > (np.abs(np.round(float_ / scale) - steps) < 0.5).mean()
     assert sim_err.mean() < 0.6 * float_err.mean()
+
+
+def test_leaky_relu_outputs_are_rounded_as_the_int8_model_stores_them() -> None:
+    qat = quant_aware.prepare(_with_trained_batchnorm(build("edge-sep")))
+    names = [layer.name for layer in qat.layers]
+    leaky = [i for i, layer in enumerate(qat.layers)
+             if isinstance(layer, keras.layers.LeakyReLU)]
+    assert len(leaky) == 8
+    for i in leaky:  # its input (the convolution's output) and its output are both stored
+        assert isinstance(qat.layers[i - 1], quant_aware.FakeQuant), names[i - 1]
+        assert isinstance(qat.layers[i + 1], quant_aware.FakeQuant), names[i + 1]
 
 
 def test_a_layer_it_cannot_simulate_is_named() -> None:

@@ -13,8 +13,8 @@ presets, so the simulated model and the int8 file agree:
 * Activations: asymmetric int8 per tensor, over the range calibration observes on the
   float model (global min and max over the calibration faces) after every layer whose
   output the int8 model stores: each ReLU (fused into its convolution), each convolution
-  or dense layer not followed by one, and the logits. Pooling, flattening and dropout
-  keep their input's scale, as in the int8 model.
+  or dense layer not followed by one, each LeakyReLU (an op of its own) and the logits.
+  Pooling, flattening and dropout keep their input's scale, as in the int8 model.
 
 Gradients pass the rounding straight through (zero outside the range). The fine-tuned
 model is saved back as a plain float Keras model (folded, without BatchNormalization and
@@ -172,7 +172,12 @@ def prepare(model: keras.Model) -> keras.Model:
                 x = FakeQuant(name=f"{layer.name}_fq")(x)
             i += 2 if bn else 1
             continue
-        if isinstance(layer, layers.Activation):
+        if isinstance(layer, layers.LeakyReLU):
+            # The converter runs it as an op of its own (TFLite fuses only ReLU-like
+            # activations), so the int8 model stores both its input and its output.
+            x = layers.LeakyReLU.from_config(layer.get_config())(x)
+            x = FakeQuant(name=f"{layer.name}_fq")(x)
+        elif isinstance(layer, layers.Activation):
             x = layers.Activation.from_config(layer.get_config())(x)
             if _activation_name(layer) in _FUSED:
                 x = FakeQuant(name=f"{layer.name}_fq")(x)
