@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,18 @@ needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not 
 needs_build_tools = pytest.mark.skipif(
     importlib.util.find_spec("wheel") is None or importlib.util.find_spec("setuptools") is None,
     reason="install.sh --offline needs setuptools and wheel: pip install -e '.[dev]'")
+
+
+def dependencies_visible() -> dict[str, str]:
+    """The environment in which an --offline install finds its dependencies.
+
+    On a Pi they come from the system site packages (apt), which the installer's venv
+    sees. When the tests run in a virtualenv, that venv sees the base interpreter's
+    packages, not this one's: put this one's on its path instead (PYTHONPATH runs no
+    .pth file, so the checkout's editable install is not among them)."""
+    if sys.prefix == sys.base_prefix:
+        return {}
+    return {"PYTHONPATH": os.pathsep.join(site.getsitepackages())}
 
 
 def verify(unit_text: str, folder: Path) -> subprocess.CompletedProcess:
@@ -72,7 +86,7 @@ def test_installer_is_idempotent_and_keeps_the_config(tmp_path: Path) -> None:
     venv_python = root / "opt/ee/venv/bin/python"
     probe = subprocess.run([str(venv_python), "-c", "import edge, edge.model; "
                             "print(edge.__file__)"], capture_output=True, text=True,
-                           cwd=tmp_path, timeout=60)
+                           cwd=tmp_path, timeout=60, env={**os.environ, **dependencies_visible()})
     assert probe.returncode == 0, probe.stderr
     assert str(ROOT) not in probe.stdout  # the installed copy, not the checkout
 
