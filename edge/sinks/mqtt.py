@@ -164,9 +164,11 @@ class MqttSink:
             self.client.publish(self.topic_state, json.dumps(state), qos=1, retain=True)
 
     def flush(self) -> None:
-        """Wait briefly for the spool to drain while connected (events stay spooled if not)."""
+        """Wait briefly for the spool, and any events being published again after a
+        reconnect, to drain while connected (events stay spooled if not)."""
         deadline = time.monotonic() + self.drain_s
-        while len(self.spool) and self._connected.is_set() and time.monotonic() < deadline:
+        while ((len(self.spool) or self._replay.due) and self._connected.is_set()
+               and time.monotonic() < deadline):
             self._wake.set()
             time.sleep(0.02)
 
