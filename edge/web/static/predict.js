@@ -13,6 +13,7 @@ async function upload(file, message) {
     if (response.status !== 503 || !(wait > 0) || attempt >= TRIES) return response;
     message.textContent = `The device is busy; trying again in ${wait} s (${attempt + 1} of ${TRIES})…`;
     await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 30) * 1000));
+    message.textContent = "Labelling…";
   }
 }
 
