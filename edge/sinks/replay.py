@@ -32,9 +32,10 @@ class ReplayWindow:
 
     def __init__(self, seconds: float, most: int = MOST) -> None:
         self.seconds = seconds
-        self.most = most
-        # (acknowledged at, connection, topic, payload), oldest first
-        self._acked: collections.deque[tuple[float, int, str, str]] = collections.deque()
+        # (acknowledged at, connection, topic, payload), oldest first; the oldest drop
+        # out past ``most``
+        self._acked: collections.deque[tuple[float, int, str, str]] = collections.deque(
+            maxlen=most)
         self._due: collections.deque[tuple[str, str]] = collections.deque()
         self._taken_for = 0  # the connection whose window was last queued
 
@@ -43,8 +44,6 @@ class ReplayWindow:
         if not self.seconds:
             return
         self._acked.append((at, connection, topic, payload))
-        while len(self._acked) > self.most:
-            self._acked.popleft()
         # Trimming to the newest acknowledgement is safe only once the windows of every
         # earlier connection were taken; until then the older ones are still needed.
         if connection <= self._taken_for:
