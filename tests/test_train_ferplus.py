@@ -111,3 +111,34 @@ def test_evaluate_writes_both_scores_into_an_existing_card(
     assert model.read_bytes() == before  # the model itself is not touched
     assert evaluate_main(["--model", str(model), "--model", str(model), "--data",
                           str(fer_csv), "--write-card"]) == 2
+
+
+@pytest.mark.parametrize("labels", ["ferplus", "fer2013"])
+def test_evaluate_held_out_scores_the_faces_the_run_held_out(
+        labels: str, fer_csv: Path, ferplus_votes: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    votes = ["--ferplus", str(ferplus_votes)] if labels == "ferplus" else []
+    assert train_main(["--data", str(fer_csv), *votes, "--labels", labels, "--out", str(out),
+                       "--seed", "7", *_TINY]) == 0
+    recorded = json.loads((out / "metrics.json").read_text())["validation"]
+    capsys.readouterr()
+    assert evaluate_main(["--model", str(out / "best.keras"), "--data", str(fer_csv), *votes,
+                          "--held-out", labels, "--seed", "7", "--val-fraction", "0.2",
+                          "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    # The very faces the run picked its epoch on, under the labels it was trained on.
+    assert scored["count"] == recorded["count"]
+    assert scored["confusion"] == recorded["confusion"]
+    assert ("ferplus" in scored) == (labels == "ferplus")
+
+
+def test_evaluate_held_out_says_what_is_missing(fer_csv: Path, trained_run: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    model = str(trained_run / "best.keras")
+    assert evaluate_main(["--model", model, "--data", str(fer_csv),
+                          "--held-out", "ferplus"]) == 2
+    assert "add --ferplus VOTES" in caplog.text
+    assert evaluate_main(["--model", model, "--data", str(fer_csv), "--held-out", "fer2013",
+                          "--val-fraction", "1.5"]) == 2
+    assert "--val-fraction 1.5" in caplog.text

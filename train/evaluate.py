@@ -3,7 +3,9 @@
 A ``.tflite`` model is run through the device's own classifier (:mod:`edge.model`), so the
 figures are what the device will do. Several models are evaluated as an ensemble (their
 probabilities averaged), which is how ``python -m train --teacher`` combines teachers: the
-way to measure a candidate teacher before distilling from it.
+way to measure a candidate teacher before distilling from it. ``--held-out`` scores the
+share of Training a run picks its epoch on instead of a split of the file, so teachers and
+candidates can be compared without looking at PublicTest.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from train.config import TrainConfig
 from train.data import add_data_options, check_data_options, load
-from train.faceset import DataError, FaceSet
-from train.ferplus import Votes, load_votes, majority_metrics, paper_line
+from train.faceset import DataError, FaceSet, held_out_split
+from train.ferplus import LABEL_MODES, Votes, load_votes, majority_metrics, paper_line, relabel
 from train.metrics import classification_metrics, format_table, plot_confusion
 from train.scores import card_scores
 
@@ -80,6 +84,30 @@ def evaluate(model_path: str | Path | Sequence[str | Path], faces: FaceSet, thre
     return result
 
 
+def held_out_faces(data: str | Path, labels: str, votes: str | Path | None,
+                   fraction: float = TrainConfig.val_fraction,
+                   seed: int = TrainConfig.seed) -> FaceSet:
+    """The Training faces a ``python -m train --labels labels`` run holds out to pick its
+    epoch (``--val-fraction fraction --seed seed``), labelled as that run sees them.
+
+    A ``ferplus`` run keeps only the faces with a FER+ majority emotion and splits those,
+    labelled with the majority; ``fer2013`` and ``mixed`` runs split every face by its
+    FER-2013 label.
+
+    Raises:
+        DataError: the data or votes file cannot be read, or they do not line up.
+        ValueError: ``ferplus`` labels without a votes file.
+    """
+    faces = load(data, ("Training",))["Training"]
+    if labels == "ferplus":
+        if not votes:
+            raise ValueError("--held-out ferplus splits the faces with a FER+ majority; "
+                             "add --ferplus VOTES")
+        faces = replace(relabel(faces, load_votes(votes, faces, "Training"), "ferplus"),
+                        labelled_by="FER+ majority")
+    return held_out_split(faces, fraction, seed)[1]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.evaluate",
@@ -89,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
                         "ensemble (probabilities averaged)")
     add_data_options(p, "also score agreement with the FER+ majority")
     p.add_argument("--usage", default="PublicTest", help="split to evaluate (default PublicTest)")
+    p.add_argument("--held-out", choices=LABEL_MODES, metavar="LABELS",
+                   help="evaluate the share of Training a `python -m train --labels LABELS` "
+                        "run holds out to pick its epoch (one of %(choices)s), not --usage")
+    p.add_argument("--seed", type=int, default=TrainConfig.seed,
+                   help="with --held-out: the run's --seed (default %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
+                   help="with --held-out: the run's --val-fraction (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--write-card", action="store_true",
                    help="(one .tflite) record these scores in its model card, replacing the "
@@ -107,49 +142,66 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     models = [Path(m) for m in args.model]
-    for model in models:
-        if not model.is_file():
-            log.error("%s: no such model file", model)
-            return 2
-        if model.suffix not in (".keras", ".tflite", ".h5"):
-            log.error("%s: expected a .keras or .tflite model", model)
-            return 2
+    problem = _bad_input(args, models)
+    if problem:
+        log.error("%s", problem)
+        return 2
+    usage = "Training" if args.held_out else args.usage
+    split = f"held-out {args.val_fraction:.0%} of Training" if args.held_out else usage
     try:
-        faces = load(args.data, (args.usage,))[args.usage]
-        votes = load_votes(args.ferplus, faces, args.usage) if args.ferplus else None
-    except DataError as exc:
+        faces = (held_out_faces(args.data, args.held_out, args.ferplus, args.val_fraction,
+                                args.seed) if args.held_out
+                 else load(args.data, (usage,))[usage])
+        votes = load_votes(args.ferplus, faces, usage) if args.ferplus else None
+    except (DataError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     from edge.model import ModelError
 
     try:
-        if args.write_card and (len(models) != 1 or models[0].suffix != ".tflite"):
-            log.error("--write-card records the scores of one .tflite model in its card")
-            return 2
-        if args.flip_average and any(m.suffix == ".tflite" for m in models):
-            log.error("--flip-average is for .keras models; a .tflite converted with "
-                      "--flip-average already averages in its graph")
-            return 2
         result = evaluate(models, faces, args.threads, args.flip_average, votes)
     except ModelError as exc:
         log.error("%s", exc)
         return 2
     predictions = np.asarray(result.pop("predictions"))
     if args.write_card:
-        _write_card(models[0], args.usage, faces, predictions, votes, args.ferplus)
-    names = " + ".join(m.name for m in models)
+        _write_card(models[0], usage, faces, predictions, votes, args.ferplus)
     if args.confusion:
-        plot_confusion(result["confusion"], Path(args.confusion),
-                       f"{names} on {args.usage} (accuracy {result['accuracy']:.3f})")
-        if votes is not None:
-            plot_confusion(result["ferplus"]["confusion"], _ferplus_png(Path(args.confusion)),
-                           f"{names} on {args.usage}, FER+ majority "
-                           f"(accuracy {result['ferplus']['accuracy']:.3f})")
+        _save_confusion(result, Path(args.confusion), " + ".join(m.name for m in models), split)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         _print_tables(result, faces, votes)
     return 0
+
+
+def _bad_input(args: argparse.Namespace, models: list[Path]) -> str | None:
+    """The one-line reason the command line cannot be run, or ``None``."""
+    for model in models:
+        if not model.is_file():
+            return f"{model}: no such model file"
+        if model.suffix not in (".keras", ".tflite", ".h5"):
+            return f"{model}: expected a .keras or .tflite model"
+    if args.write_card and (len(models) != 1 or models[0].suffix != ".tflite"):
+        return "--write-card records the scores of one .tflite model in its card"
+    if args.write_card and args.held_out:
+        return "--write-card records a test split's scores; leave out --held-out"
+    if args.flip_average and any(m.suffix == ".tflite" for m in models):
+        return ("--flip-average is for .keras models; a .tflite converted with "
+                "--flip-average already averages in its graph")
+    if not 0 < args.val_fraction < 1:
+        return f"--val-fraction {args.val_fraction}: give the run's held-out share, in (0, 1)"
+    return None
+
+
+def _save_confusion(result: dict, path: Path, names: str, split: str) -> None:
+    """The confusion matrix at ``path``, and the FER+ one beside it when scored."""
+    plot_confusion(result["confusion"], path,
+                   f"{names} on {split} (accuracy {result['accuracy']:.3f})")
+    if "ferplus" in result:
+        plot_confusion(result["ferplus"]["confusion"], _ferplus_png(path),
+                       f"{names} on {split}, FER+ majority "
+                       f"(accuracy {result['ferplus']['accuracy']:.3f})")
 
 
 def _print_tables(result: dict, faces: FaceSet, votes: Votes | None) -> None:

@@ -76,6 +76,18 @@ def stratified_split(
     return np.flatnonzero(mask), held_idx
 
 
+def held_out_split(faces: FaceSet, fraction: float, seed: int) -> tuple[FaceSet, FaceSet]:
+    """``faces`` as (trained on, held out): ``fraction`` of each class held out by ``seed``.
+
+    The one split ``python -m train`` picks its epoch on, and ``python -m train.evaluate
+    --held-out`` scores on, so a candidate or teacher is judged on the very faces its run
+    never trained on.
+    """
+    keep, held = stratified_split(faces.labels, fraction, seed)
+    return (subset(faces, keep, "(train part)"),
+            subset(faces, held, f"(held-out {fraction:.0%})"))
+
+
 def subset(faces: FaceSet, idx: np.ndarray, name: str) -> FaceSet:
     """The faces at ``idx`` (rows and targets too) as a new set whose source says ``name``."""
     return FaceSet(faces.images[idx], faces.labels[idx], f"{faces.source} {name}",

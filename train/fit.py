@@ -292,11 +292,10 @@ def _split(train_all: faceset.FaceSet,
     """
     if cfg.val_fraction == 0:
         return train_all, None
-    keep, held = faceset.stratified_split(train_all.labels, cfg.val_fraction, cfg.seed)
-    val_set = faceset.subset(train_all, held, f"(held-out {cfg.val_fraction:.0%})")
+    train_set, val_set = faceset.held_out_split(train_all, cfg.val_fraction, cfg.seed)
     if len(val_set) == 0:
         raise ValueError("val_fraction leaves no validation faces; raise it")
-    return faceset.subset(train_all, keep, "(train part)"), val_set
+    return train_set, val_set
 
 
 def _stream_seed(cfg: TrainConfig) -> int:
