@@ -160,18 +160,19 @@ def test_uploads_beyond_the_cap_get_503_and_health_keeps_its_thread(server) -> N
     body, headers = multipart("photo", "a.jpg", PHOTO.read_bytes())
     headers["Authorization"] = f"Bearer {TOKEN}"
     results: list[int] = []
-    waiting = [threading.Thread(target=lambda: results.append(
-        get(web.url + "api/predict", headers=headers, data=body)[0]))
-        for _ in range(UPLOADS_AT_ONCE)]
-    for t in waiting:
+    # One more upload than the cap, all at once. Which of them is refused depends on the
+    # order the threads reach the app, so only the count is asserted: the classifier
+    # holds the first ones until released, so one of them must be refused meanwhile.
+    uploading = [threading.Thread(target=lambda: results.append(
+        get(web.url + "api/predict", headers=headers, data=body, timeout=150)[0]))
+        for _ in range(UPLOADS_AT_ONCE + 1)]
+    for t in uploading:
         t.start()
     try:
-        busy = web._server.task_dispatcher  # the HTTP threads
-        assert wait_until(lambda: busy.active_count == UPLOADS_AT_ONCE, timeout=60)
-        assert get(web.url + "api/predict", headers=headers, data=body)[0] == 503
-        assert answers(web.url + "api/health")
+        assert wait_until(lambda: 503 in results, timeout=60)
+        assert answers(web.url + "api/health")  # while the uploads hold their threads
     finally:
         release.set()
-        for t in waiting:
-            t.join(60)
-    assert results == [200] * UPLOADS_AT_ONCE
+        for t in uploading:
+            t.join(150)
+    assert sorted(results) == [200] * UPLOADS_AT_ONCE + [503]
