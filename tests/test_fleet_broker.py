@@ -110,16 +110,21 @@ def test_a_broker_killed_while_the_consumer_is_away_loses_nothing(tmp_path: Path
             sink.write(event(n))
         assert wait_until(lambda: len(sink.spool) == 0, timeout=60)
         for kill in range(kills):
+            replayed = sink.replayed
             broker.kill()
             if kill == 0:
                 for n in range(150, 300):  # logged while the broker is down: spooled
                     sink.write(event(n))
             broker = fleet_broker(tmp_path, broker.port).start()
-            # The restarted broker took the spool and what the sink published again; a
-            # second kill now may lose those too.
-            replays = 150 * (kill + 1)
-            assert wait_until(lambda n=replays: len(sink.spool) == 0 and sink.replayed >= n,
-                              timeout=90)
+            # Back: the spool delivered and the events acknowledged in the last replay_s
+            # seconds before the kill published again (those acknowledged earlier were on
+            # the broker's disk already). How many that is depends on how fast this machine
+            # delivered them, so only the end is asserted: every event reaches the consumer.
+            assert wait_until(lambda r=replayed: len(sink.spool) == 0 and sink.replayed > r
+                              and sink.replay_due == 0, timeout=90), (
+                f"after kill {kill + 1}: spooled {len(sink.spool)}, replayed "
+                f"{sink.replayed - replayed}, still due {sink.replay_due}, "
+                f"connected {sink.connected}")
         proc = start_and_subscribe(broker.port, out)
         arrived = wait_until(lambda: len(ids_in(out)) >= 300, timeout=90)
         stop(proc)

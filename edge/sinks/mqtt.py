@@ -196,6 +196,11 @@ class MqttSink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def replay_due(self) -> int:
+        """Events acknowledged before a lost connection, still to be published again."""
+        return self._replay.due
+
     def figures(self) -> dict:
         """What the web page and ``/metrics`` show of this sink (:meth:`Stats.publish`)."""
         return {"mqtt_connected": self.connected, "spooled": len(self.spool),
