@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +102,7 @@ def held_out_faces(data: str | Path, labels: str, votes: str | Path | None,
         if not votes:
             raise ValueError("--held-out ferplus splits the faces with a FER+ majority; "
                              "add --ferplus VOTES")
-        faces = replace(relabel(faces, load_votes(votes, faces, "Training"), "ferplus"),
-                        labelled_by="FER+ majority")
+        faces = relabel(faces, load_votes(votes, faces, "Training"), "ferplus")
     return held_out_split(faces, fraction, seed)[1]
 
 

@@ -239,7 +239,8 @@ def relabel(faces: FaceSet, votes: Votes, mode: str, weight: float = 0.5,
                  "unknown or not a face, or votes not trusted)", len(keep), len(faces),
                  faces.source, len(faces) - len(keep))
         kept = subset(faces, keep, "(FER+ majority)")
-        return FaceSet(kept.images, majority[keep], kept.source, kept.rows, dist[keep])
+        return FaceSet(kept.images, majority[keep], kept.source, kept.rows, dist[keep],
+                       labelled_by="FER+ majority")
     if mode == "mixed":
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"ferplus weight: {weight} is not in [0, 1]")
